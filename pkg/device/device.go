@@ -1,0 +1,151 @@
+package device
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// State is where a device stands in its life cycle.
+type State string
+
+// The states of a device. See the package documentation for the transitions.
+const (
+	Expected       State = "expected"
+	Onboarded      State = "onboarded"
+	Quarantined    State = "quarantined"
+	Held           State = "held"
+	Denied         State = "denied"
+	Revoked        State = "revoked"
+	Decommissioned State = "decommissioned"
+)
+
+// Valid reports whether s is one of the known states.
+func (s State) Valid() bool {
+	switch s {
+	case Expected, Onboarded, Quarantined, Held, Denied, Revoked, Decommissioned:
+		return true
+	}
+	return false
+}
+
+// URNPrefix starts every device identifier. The identifier is stable for the
+// life of the device and is what LDevIDs carry as their URI SAN.
+const URNPrefix = "urn:dev:embark:"
+
+// ID returns the stable identifier of the device with this manufacturer and
+// serial number: "urn:dev:embark:<manufacturer>:<serial>".
+func ID(manufacturer, serial string) string {
+	return URNPrefix + manufacturer + ":" + serial
+}
+
+// ParseID splits a device identifier into manufacturer and serial. It also
+// accepts the short form "<manufacturer>:<serial>".
+func ParseID(id string) (manufacturer, serial string, err error) {
+	rest := strings.TrimPrefix(id, URNPrefix)
+	m, s, ok := strings.Cut(rest, ":")
+	if !ok || m == "" || s == "" {
+		return "", "", fmt.Errorf("device id %q: want %s<manufacturer>:<serial>", id, URNPrefix)
+	}
+	return m, s, nil
+}
+
+// NormalizeID returns the full URN form of a device identifier given in either form.
+func NormalizeID(id string) (string, error) {
+	m, s, err := ParseID(id)
+	if err != nil {
+		return "", err
+	}
+	return ID(m, s), nil
+}
+
+// Provenance is what the manufacturer's signed manifest says about a device.
+type Provenance struct {
+	Manufacturer     string    `cbor:"1,keyasint" json:"manufacturer"`
+	Serial           string    `cbor:"2,keyasint" json:"serial"`
+	IDevIDKeySHA256  string    `cbor:"3,keyasint" json:"idevid_key_sha256"`
+	Model            string    `cbor:"4,keyasint,omitempty" json:"model,omitempty"`
+	HardwareRev      string    `cbor:"5,keyasint,omitempty" json:"hardware_rev,omitempty"`
+	FirmwareVersion  string    `cbor:"6,keyasint,omitempty" json:"firmware_version,omitempty"`
+	FirmwareSHA256   string    `cbor:"7,keyasint,omitempty" json:"firmware_sha256,omitempty"`
+	SBOMRef          string    `cbor:"8,keyasint,omitempty" json:"sbom_ref,omitempty"`
+	SBOMSHA256       string    `cbor:"9,keyasint,omitempty" json:"sbom_sha256,omitempty"`
+	ManufacturedAt   time.Time `cbor:"10,keyasint,omitempty" json:"manufactured_at,omitzero"`
+	Site             string    `cbor:"11,keyasint,omitempty" json:"site,omitempty"`
+	Owner            string    `cbor:"12,keyasint,omitempty" json:"owner,omitempty"`
+	ManifestRevision uint64    `cbor:"13,keyasint,omitempty" json:"manifest_revision,omitempty"`
+}
+
+// Device is one entry of the registry.
+type Device struct {
+	ID         string     `cbor:"1,keyasint" json:"id"`
+	Provenance Provenance `cbor:"2,keyasint" json:"provenance"`
+	State      State      `cbor:"3,keyasint" json:"state"`
+	// Zone is where the device is allowed on the network. It lives here,
+	// never in the certificate, and is enforced where devices connect.
+	Zone string `cbor:"4,keyasint,omitempty" json:"zone,omitempty"`
+	// Current and Previous are the serial numbers (hex) of the device's
+	// current LDevID and of the one it replaced.
+	Current  string `cbor:"5,keyasint,omitempty" json:"current_cert,omitempty"`
+	Previous string `cbor:"6,keyasint,omitempty" json:"previous_cert,omitempty"`
+	// Reason says why the device is in its state, for people.
+	Reason string `cbor:"7,keyasint,omitempty" json:"reason,omitempty"`
+	// Cause names what moved the device last: "enroll", "renew",
+	// "operator:alice", "policy:<rule>".
+	Cause     string    `cbor:"8,keyasint,omitempty" json:"cause,omitempty"`
+	UpdatedAt time.Time `cbor:"9,keyasint" json:"updated_at"`
+	// Revision is the compare-and-swap counter of the record. The store
+	// increments it on every write and refuses a write whose Revision does not
+	// match the stored one.
+	Revision uint64 `cbor:"10,keyasint" json:"revision"`
+	// Enrollments counts certificates issued by enrollment (not renewal).
+	Enrollments uint32 `cbor:"11,keyasint,omitempty" json:"enrollments,omitempty"`
+	Renewals    uint32 `cbor:"12,keyasint,omitempty" json:"renewals,omitempty"`
+}
+
+// CertStatus is the status of an issued certificate.
+type CertStatus string
+
+// Certificate statuses.
+const (
+	// CertIssued: issued and sent, not yet seen authenticating the device.
+	CertIssued CertStatus = "issued"
+	// CertInUse: the device has authenticated with it at least once.
+	CertInUse CertStatus = "in_use"
+	// CertSuperseded: replaced before it was ever seen in use (lost
+	// response, reboot mid-enrollment) or retired by a successor in use.
+	CertSuperseded CertStatus = "superseded"
+	// CertRevoked: revoked by an operator, decommissioning or policy.
+	CertRevoked CertStatus = "revoked"
+)
+
+// Usable reports whether a certificate with this status may still authenticate.
+func (s CertStatus) Usable() bool { return s == CertIssued || s == CertInUse }
+
+// CertKind says how a certificate came to be.
+type CertKind string
+
+// Certificate kinds.
+const (
+	KindEnroll CertKind = "enroll"
+	KindRenew  CertKind = "renew"
+)
+
+// Certificate is an LDevID issued by Embark.
+type Certificate struct {
+	Serial   string `cbor:"1,keyasint" json:"serial"`
+	DeviceID string `cbor:"2,keyasint" json:"device_id"`
+	// DER is the certificate itself.
+	DER []byte `cbor:"3,keyasint" json:"-"`
+	// KeySHA256 is the hex SHA-256 of the certificate's SubjectPublicKeyInfo.
+	KeySHA256 string     `cbor:"4,keyasint" json:"key_sha256"`
+	Kind      CertKind   `cbor:"5,keyasint" json:"kind"`
+	Status    CertStatus `cbor:"6,keyasint" json:"status"`
+	NotBefore time.Time  `cbor:"7,keyasint" json:"not_before"`
+	NotAfter  time.Time  `cbor:"8,keyasint" json:"not_after"`
+	// Predecessor is the serial of the certificate that authenticated the
+	// renewal that issued this one; empty for enrollments.
+	Predecessor string    `cbor:"9,keyasint,omitempty" json:"predecessor,omitempty"`
+	StatusAt    time.Time `cbor:"10,keyasint,omitempty" json:"status_at,omitzero"`
+	Reason      string    `cbor:"11,keyasint,omitempty" json:"reason,omitempty"`
+}
