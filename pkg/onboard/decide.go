@@ -1,0 +1,67 @@
+package onboard
+
+import (
+	"context"
+	"time"
+
+	"github.com/embark-iot/embark/pkg/device"
+)
+
+// Action is what a decision says to do with a device.
+type Action string
+
+// Actions a Decider may return.
+const (
+	Allow      Action = "allow"
+	Quarantine Action = "quarantine"
+	Hold       Action = "hold"
+	Deny       Action = "deny"
+)
+
+// Input is what a Decider sees about one request.
+type Input struct {
+	Device device.Device
+	// Renewal is set for renewals, unset for enrollments.
+	Renewal bool
+	// Transport names the transport the request came over ("coaps", "coaps+tcp", "mqtt").
+	Transport string
+	// IDevIDExpired is set when the device's IDevID chain had expired and
+	// expired chains are accepted as a fact for the decision.
+	IDevIDExpired bool
+	Now           time.Time
+}
+
+// Decision is a Decider's answer.
+type Decision struct {
+	Action Action
+	// Zone is the network zone the device is placed in.
+	Zone string
+	// Lifetime is the lifetime of the certificate to issue.
+	Lifetime time.Duration
+	// PolicyVersion and Rule name what decided, for the audit log.
+	PolicyVersion string
+	Rule          string
+	// Reason explains the decision to a person.
+	Reason string
+}
+
+// Decider decides about a device. The policy engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, in Input) (Decision, error)
+}
+
+// StaticDecider allows every known device into one zone with one lifetime,
+// refusing expired IDevIDs. It is the decider used until a policy is loaded.
+type StaticDecider struct {
+	Zone     string
+	Lifetime time.Duration
+}
+
+// Decide implements Decider.
+func (d StaticDecider) Decide(_ context.Context, in Input) (Decision, error) {
+	if in.IDevIDExpired {
+		return Decision{Action: Deny, PolicyVersion: "builtin", Rule: "expired-idevid", Reason: "IDevID chain expired"}, nil
+	}
+	return Decision{Action: Allow, Zone: d.Zone, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "allow-known",
+		Reason: "device known from a verified manifest"}, nil
+}
