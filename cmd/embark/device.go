@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/embark-iot/embark/pkg/admin"
+)
+
+func runDevice(ctx context.Context, args []string, out io.Writer) error {
+	fs, data := newFlags("device")
+	state := fs.String("state", "", "only devices in this state")
+	limit := fs.Int("limit", 100, "at most this many devices (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("%w: device list | show ID", errUsage)
+	}
+	cl, done, err := connect(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer done()
+	switch {
+	case pos[0] == "list" && len(pos) == 1:
+		return deviceList(ctx, cl, *state, *limit, *asJSON, out)
+	case pos[0] == "show" && len(pos) == 2:
+		var d admin.DeviceDetail
+		if err := cl.Do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(pos[1]), nil, &d); err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(out)
+			enc.SetIndent("", "  ")
+			return enc.Encode(d)
+		}
+		printDevice(out, d)
+		return nil
+	}
+	return fmt.Errorf("%w: device list | show ID", errUsage)
+}
+
+func deviceList(ctx context.Context, cl *admin.Client, state string, limit int, asJSON bool, out io.Writer) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "DEVICE\tSTATE\tZONE\tMODEL\tFIRMWARE\tCURRENT CERT\tUPDATED")
+	}
+	after, n := "", 0
+	for {
+		page := 1000
+		if limit > 0 && limit-n < page {
+			page = limit - n
+		}
+		q := url.Values{"limit": {strconv.Itoa(page)}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		if state != "" {
+			q.Set("state", state)
+		}
+		var l admin.DeviceList
+		if err := cl.Do(ctx, http.MethodGet, "/v1/devices?"+q.Encode(), nil, &l); err != nil {
+			return err
+		}
+		for _, d := range l.Devices {
+			if asJSON {
+				b, _ := json.Marshal(d)
+				fmt.Fprintln(out, string(b))
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.State, dash(d.Zone), dash(d.Provenance.Model),
+				dash(d.Provenance.FirmwareVersion), dash(short(d.Current)), d.UpdatedAt.Format(time.RFC3339))
+		}
+		n += len(l.Devices)
+		if l.Next == "" || (limit > 0 && n >= limit) {
+			break
+		}
+		after = l.Next
+	}
+	if asJSON {
+		return nil
+	}
+	return tw.Flush()
+}
+
+func printDevice(out io.Writer, d admin.DeviceDetail) {
+	p := d.Device.Provenance
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, dash(v)) }
+	row("device", d.Device.ID)
+	row("state", string(d.Device.State))
+	row("zone", d.Device.Zone)
+	row("reason", d.Device.Reason)
+	row("cause", d.Device.Cause)
+	row("updated", d.Device.UpdatedAt.Format(time.RFC3339))
+	row("manufacturer", p.Manufacturer)
+	row("serial", p.Serial)
+	row("model", p.Model+" rev "+p.HardwareRev)
+	row("firmware", p.FirmwareVersion+" sha256:"+p.FirmwareSHA256)
+	row("owner", p.Owner)
+	row("manufactured", p.ManufacturedAt.Format("2006-01-02")+" at "+p.Site)
+	row("idevid key", "sha256:"+p.IDevIDKeySHA256)
+	row("manifest revision", strconv.FormatUint(p.ManifestRevision, 10))
+	row("enrollments", strconv.Itoa(int(d.Device.Enrollments)))
+	row("renewals", strconv.Itoa(int(d.Device.Renewals)))
+	tw.Flush()
+	fmt.Fprintln(out, "\ncertificates:")
+	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SERIAL\tKIND\tSTATUS\tNOT AFTER\tROLE")
+	for _, c := range d.Certificates {
+		role := ""
+		switch c.Serial {
+		case d.Device.Current:
+			role = "current"
+		case d.Device.Previous:
+			role = "previous"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", c.Serial, c.Kind, c.Status, c.NotAfter.Format(time.RFC3339), dash(role))
+	}
+	tw.Flush()
+}
+
+func short(s string) string {
+	if len(s) > 16 {
+		return s[:16] + "…"
+	}
+	return s
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

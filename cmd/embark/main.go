@@ -1,0 +1,79 @@
+// Command embark is the Embark device onboarding and identity lifecycle
+// server and its operator CLI. Run "embark help" for the commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+type command struct {
+	name, usage, help string
+	run               func(ctx context.Context, args []string, out io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"init", "init [--data DIR]", "create the data directory: configuration, root and intermediate CA", runInit},
+		{"serve", "serve [--data DIR] [--udp ADDR] [--tcp ADDR] [--log-level L]", "run the server (initialises an empty data directory)", runServe},
+		{"status", "status [--data DIR]", "show server and registry status", runStatus},
+		{"manufacturer", "manufacturer trust FILE | list", "trust a manufacturer from its trust bundle; list trusted ones", runManufacturer},
+		{"provenance", "provenance import FILE", "verify and import a signed manufacturer manifest", runProvenance},
+		{"device", "device list [--state S] [--limit N] | show ID", "list devices or show one with its certificates", runDevice},
+		{"audit", "audit list [--after N] [--limit N]", "print audit log entries", runAudit},
+		{"version", "version", "print the version", runVersion},
+	}
+}
+
+// errUsage marks errors that should print usage (exit code 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(out)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], out)
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(errOut, "embark: %v\nusage: embark %s\n", err, c.usage)
+			return 2
+		default:
+			fmt.Fprintf(errOut, "embark %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(errOut, "embark: unknown command %q\n", args[0])
+	usage(errOut)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "embark — device onboarding and identity lifecycle server")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-62s %s\n", c.usage, c.help)
+	}
+	fmt.Fprintln(w, "\nThe data directory defaults to $EMBARK_DATA, else ./embark-data.")
+	fmt.Fprintln(w, "While `embark serve` runs, the other commands talk to it over DIR/admin.sock.")
+}

@@ -1,0 +1,5 @@
+package main
+
+import "github.com/embark-iot/embark/pkg/server"
+
+func versionString() string { return "embark " + server.Version }

@@ -1,0 +1,200 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// FileName is the name of the configuration file in the data directory.
+const FileName = "embark.json"
+
+// Duration is a time.Duration written as a Go duration string ("720h").
+type Duration time.Duration
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string like \"720h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is Embark's configuration.
+type Config struct {
+	// DataDir holds the CA, the registry, the admin socket and this file.
+	// It is not written to the file: the file lives in it.
+	DataDir string `json:"-"`
+
+	CoAP CoAP `json:"coap"`
+	// ServerNames are the DNS names and IP addresses in the server
+	// certificate that devices verify.
+	ServerNames []string `json:"server_names"`
+	// AdminSocket is the path of the local admin socket, relative to DataDir.
+	AdminSocket string `json:"admin_socket"`
+
+	Enrollment Enrollment `json:"enrollment"`
+	// LogLevel: debug, info, warn, error.
+	LogLevel string `json:"log_level"`
+	// CATemplate optionally names an x509util template file for LDevIDs.
+	CATemplate string `json:"ca_template,omitempty"`
+}
+
+// CoAP configures the EST-coaps listeners. An empty address disables one.
+type CoAP struct {
+	UDP string `json:"udp"`
+	TCP string `json:"tcp"`
+	// MaxBody caps a request body, whole or reassembled from blocks.
+	MaxBody int `json:"max_body"`
+	// HandshakeTimeout bounds one DTLS/TLS handshake.
+	HandshakeTimeout Duration `json:"handshake_timeout"`
+}
+
+// Enrollment configures the onboarding core.
+type Enrollment struct {
+	// Zone and LDevIDLifetime apply while no policy is loaded.
+	Zone           string   `json:"zone"`
+	LDevIDLifetime Duration `json:"ldevid_lifetime"`
+	// AllowExpiredIDevID passes expired IDevID chains to policy as a fact
+	// instead of refusing them (802.1AR "no expiry" IDevIDs are never expired).
+	AllowExpiredIDevID bool `json:"allow_expired_idevid"`
+	// MaxInFlight bounds requests processed at once; beyond it devices are
+	// told to retry after RetryAfter.
+	MaxInFlight int      `json:"max_in_flight"`
+	RetryAfter  Duration `json:"retry_after"`
+	// HoldRetry is the Max-Age given to held devices.
+	HoldRetry Duration `json:"hold_retry"`
+}
+
+// DefaultConfig returns a fresh configuration that works out of the box.
+func DefaultConfig(dataDir string) Config {
+	return Config{
+		DataDir:     dataDir,
+		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
+		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
+		AdminSocket: "admin.sock",
+		Enrollment: Enrollment{
+			Zone:           "default",
+			LDevIDLifetime: Duration(30 * 24 * time.Hour),
+			MaxInFlight:    1024,
+			RetryAfter:     Duration(2 * time.Second),
+			HoldRetry:      Duration(60 * time.Second),
+		},
+		LogLevel: "info",
+	}
+}
+
+// Validate reports every problem of c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.DataDir == "" {
+		bad("data directory not set")
+	}
+	if c.CoAP.UDP == "" && c.CoAP.TCP == "" {
+		bad("coap: no listener (udp and tcp both empty)")
+	}
+	for name, a := range map[string]string{"coap.udp": c.CoAP.UDP, "coap.tcp": c.CoAP.TCP} {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("%s: %q: %v", name, a, err)
+		}
+	}
+	if c.CoAP.MaxBody < 512 || c.CoAP.MaxBody > 1<<20 {
+		bad("coap.max_body: %d not in [512, 1048576]", c.CoAP.MaxBody)
+	}
+	if c.CoAP.HandshakeTimeout <= 0 {
+		bad("coap.handshake_timeout must be positive")
+	}
+	if len(c.ServerNames) == 0 {
+		bad("server_names: at least one name or address")
+	}
+	if c.AdminSocket == "" {
+		bad("admin_socket: empty")
+	}
+	e := c.Enrollment
+	if e.Zone == "" {
+		bad("enrollment.zone: empty")
+	}
+	if time.Duration(e.LDevIDLifetime) < time.Hour {
+		bad("enrollment.ldevid_lifetime: %s is shorter than 1h", time.Duration(e.LDevIDLifetime))
+	}
+	if e.MaxInFlight < 1 {
+		bad("enrollment.max_in_flight: must be at least 1")
+	}
+	if e.RetryAfter < Duration(time.Second) || e.HoldRetry < Duration(time.Second) {
+		bad("enrollment.retry_after and hold_retry: at least 1s (CoAP Max-Age counts seconds)")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level: %q (debug, info, warn, error)", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// Path returns the configuration file path in dataDir.
+func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// SocketPath returns the admin socket path.
+func (c *Config) SocketPath() string {
+	if filepath.IsAbs(c.AdminSocket) {
+		return c.AdminSocket
+	}
+	return filepath.Join(c.DataDir, c.AdminSocket)
+}
+
+// Load reads the configuration of dataDir. Fields missing from the file keep
+// their defaults; unknown fields are refused.
+func Load(dataDir string) (Config, error) {
+	c := DefaultConfig(dataDir)
+	f, err := os.Open(Path(dataDir))
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return c, fmt.Errorf("config: %s: %w", Path(dataDir), err)
+	}
+	c.DataDir = dataDir
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("config: %s: %w", Path(dataDir), err)
+	}
+	return c, nil
+}
+
+// Write writes c to its data directory (0600), replacing the file atomically.
+func Write(c Config) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	tmp := Path(c.DataDir) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := os.Rename(tmp, Path(c.DataDir)); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/config"
+	"github.com/embark-iot/embark/pkg/estcoap"
+	"github.com/embark-iot/embark/pkg/onboard"
+	"github.com/embark-iot/embark/pkg/store/bolt"
+	"github.com/embark-iot/embark/pki"
+)
+
+// Version is Embark's version, set at build time with -ldflags.
+var Version = "dev"
+
+// Paths inside the data directory.
+const (
+	CADir        = "ca"
+	RegistryFile = "registry.db"
+)
+
+// Init prepares a data directory: the directory (0700), a default
+// configuration file if there is none, and the CA. It is idempotent and
+// never overwrites keys or an existing configuration.
+func Init(dataDir string) (config.Config, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return config.Config{}, fmt.Errorf("init: %w", err)
+	}
+	cfg, err := config.Load(dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		cfg = config.DefaultConfig(dataDir)
+		if err := config.Write(cfg); err != nil {
+			return cfg, fmt.Errorf("init: %w", err)
+		}
+	} else if err != nil {
+		return cfg, err
+	}
+	if _, err := pki.Init(filepath.Join(dataDir, CADir), caOptions(cfg, nil)...); err != nil {
+		return cfg, fmt.Errorf("init: %w", err)
+	}
+	return cfg, nil
+}
+
+func caOptions(cfg config.Config, log *slog.Logger) []pki.Option {
+	var opts []pki.Option
+	if log != nil {
+		opts = append(opts, pki.WithLogger(log))
+	}
+	return opts
+}
+
+// Server is a running (or ready to run) Embark.
+type Server struct {
+	cfg   config.Config
+	log   *slog.Logger
+	clock func() time.Time
+
+	store *bolt.DB
+	ca    *pki.CA
+	core  *onboard.Service
+	coap  *estcoap.Server
+	admin http.Handler
+
+	mu       sync.Mutex
+	udpAddr  net.Addr
+	tcpAddr  net.Addr
+	adminSrv *http.Server
+	adminLn  net.Listener
+	started  time.Time
+}
+
+// Option configures a Server.
+type Option func(*Server) error
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(s *Server) error { s.log = l; return nil } }
+
+// WithClock sets the clock of the core and the CA.
+func WithClock(now func() time.Time) Option { return func(s *Server) error { s.clock = now; return nil } }
+
+// New opens the data directory of cfg (initialising it if needed) and builds
+// the server. Nothing listens until Start.
+func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error) {
+	s := &Server{cfg: cfg, log: slog.New(slog.DiscardHandler), clock: time.Now}
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	caOpts := append(caOptions(cfg, s.log), pki.WithClock(s.clock))
+	if cfg.CATemplate != "" {
+		text, err := os.ReadFile(cfg.CATemplate)
+		if err != nil {
+			return nil, fmt.Errorf("server: ca_template: %w", err)
+		}
+		caOpts = append(caOpts, pki.WithTemplate(string(text)))
+	}
+	ca, err := pki.Init(filepath.Join(cfg.DataDir, CADir), caOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.ca = ca
+	db, err := bolt.Open(filepath.Join(cfg.DataDir, RegistryFile), bolt.WithLogger(s.log))
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.store = db
+	e := cfg.Enrollment
+	core, err := onboard.New(ctx, db, ca,
+		onboard.WithClock(s.clock),
+		onboard.WithLogger(s.log),
+		onboard.WithDecider(onboard.StaticDecider{Zone: e.Zone, Lifetime: time.Duration(e.LDevIDLifetime)}),
+		onboard.WithAllowExpiredIDevID(e.AllowExpiredIDevID),
+		onboard.WithMaxInFlight(e.MaxInFlight, time.Duration(e.RetryAfter)),
+		onboard.WithHoldRetry(time.Duration(e.HoldRetry)),
+	)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.core = core
+	var dns []string
+	var ips []net.IP
+	for _, n := range cfg.ServerNames {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	srvCert, err := ca.ServerCertificate(dns, ips, 90*24*time.Hour)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.coap, err = estcoap.New(estcoap.Config{
+		Core:             core,
+		CACerts:          ca.Chain,
+		Certificate:      srvCert,
+		MaxBody:          cfg.CoAP.MaxBody,
+		HandshakeTimeout: time.Duration(cfg.CoAP.HandshakeTimeout),
+		Logger:           s.log,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.admin = admin.Handler(admin.Backend{
+		Store:        db,
+		TrustChanged: core.ReloadTrust,
+		Status:       s.status,
+		Clock:        s.clock,
+		Logger:       s.log,
+	})
+	return s, nil
+}
+
+// Start opens the listeners.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.CoAP.UDP != "" {
+		a, err := s.coap.ListenDTLS(s.cfg.CoAP.UDP)
+		if err != nil {
+			return err
+		}
+		s.udpAddr = a
+		s.log.Info("listening", slog.String("proto", "coaps (CoAP over DTLS)"), slog.String("addr", a.String()))
+	}
+	if s.cfg.CoAP.TCP != "" {
+		a, err := s.coap.ListenTLS(s.cfg.CoAP.TCP)
+		if err != nil {
+			return err
+		}
+		s.tcpAddr = a
+		s.log.Info("listening", slog.String("proto", "coaps+tcp (CoAP over TLS)"), slog.String("addr", a.String()))
+	}
+	if err := s.listenAdmin(); err != nil {
+		return err
+	}
+	s.started = s.clock()
+	return nil
+}
+
+func (s *Server) listenAdmin() error {
+	path := s.cfg.SocketPath()
+	// A socket left by a killed server: remove it only if nobody answers.
+	if _, err := os.Stat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("server: admin socket %s: another Embark is running on this data directory", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("server: remove stale admin socket: %w", err)
+		}
+	}
+	old := umask(0o177)
+	ln, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return fmt.Errorf("server: admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("server: admin socket: %w", err)
+	}
+	s.adminLn = ln
+	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("admin socket", slog.Any("err", err))
+		}
+	}()
+	s.log.Info("listening", slog.String("proto", "admin (unix socket)"), slog.String("addr", path))
+	return nil
+}
+
+// Run starts the server and serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Start(ctx); err != nil {
+		s.Close()
+		return err
+	}
+	<-ctx.Done()
+	s.log.Info("shutting down")
+	return s.Close()
+}
+
+// Close stops the listeners and closes the registry. Requests in progress
+// finish first: what was acknowledged is committed.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.adminSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.adminSrv.Shutdown(ctx))
+		cancel()
+		s.adminSrv = nil
+	}
+	if s.coap != nil {
+		errs = append(errs, s.coap.Close())
+	}
+	if s.store != nil {
+		errs = append(errs, s.store.Close())
+		s.store = nil
+	}
+	return errors.Join(errs...)
+}
+
+// UDPAddr and TCPAddr return the bound CoAP listener addresses (nil if disabled).
+func (s *Server) UDPAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.udpAddr }
+
+// TCPAddr returns the bound CoAP-over-TLS address.
+func (s *Server) TCPAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.tcpAddr }
+
+// CA returns the server's CA.
+func (s *Server) CA() *pki.CA { return s.ca }
+
+// Store returns the registry.
+func (s *Server) Store() *bolt.DB { return s.store }
+
+// Core returns the onboarding core.
+func (s *Server) Core() *onboard.Service { return s.core }
+
+// AdminHandler returns the admin API handler.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+func (s *Server) status() map[string]any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]any{"version": Version, "data_dir": s.cfg.DataDir}
+	if !s.started.IsZero() {
+		out["started"] = s.started.UTC().Format(time.RFC3339)
+	}
+	l := map[string]string{}
+	if s.udpAddr != nil {
+		l["coaps"] = s.udpAddr.String()
+	}
+	if s.tcpAddr != nil {
+		l["coaps+tcp"] = s.tcpAddr.String()
+	}
+	if s.adminLn != nil {
+		l["admin"] = s.adminLn.Addr().String()
+	}
+	out["listeners"] = l
+	out["ca_root"] = s.ca.Root().Subject.String()
+	return out
+}
+
+// OpenOffline opens a data directory without listeners, for CLI commands
+// run while no server is up. The caller must Close it.
+func OpenOffline(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error) {
+	return New(ctx, cfg, opts...)
+}
