@@ -225,11 +225,11 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 		if cur != nil && cur.KeySHA256 == csrKey && cur.Status.Usable() && cur.Kind == device.KindEnroll {
 			return s.result(dev, cur, true)
 		}
-		if cur != nil && cur.Status == device.CertInUse {
+		if live := inUse(certs); live != nil {
 			// The device has a live LDevID yet asks again with a new key: a
 			// factory reset, or a clone. An operator (or policy) decides.
 			err := s.park(ctx, dev, device.EvHold, "enroll", now,
-				fmt.Sprintf("re-onboarding: new key while LDevID %s is in use", cur.Serial), "", req)
+				fmt.Sprintf("re-onboarding: new key while LDevID %s is in use", live.Serial), "", req)
 			if err != nil {
 				if errors.Is(err, store.ErrConflict) {
 					continue
@@ -639,6 +639,16 @@ func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNu
 
 // SerialHex is how the registry names a certificate: its serial number in lower-case hex.
 func SerialHex(c *x509.Certificate) string { return serialHex(c) }
+
+// inUse returns a certificate of the device that is usable and was seen in use.
+func inUse(certs []device.Certificate) *device.Certificate {
+	for i := range certs {
+		if certs[i].Status == device.CertInUse {
+			return &certs[i]
+		}
+	}
+	return nil
+}
 
 func find(certs []device.Certificate, serial string) *device.Certificate {
 	if serial == "" {
