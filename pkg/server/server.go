@@ -86,7 +86,9 @@ type Option func(*Server) error
 func WithLogger(l *slog.Logger) Option { return func(s *Server) error { s.log = l; return nil } }
 
 // WithClock sets the clock of the core and the CA.
-func WithClock(now func() time.Time) Option { return func(s *Server) error { s.clock = now; return nil } }
+func WithClock(now func() time.Time) Option {
+	return func(s *Server) error { s.clock = now; return nil }
+}
 
 // New opens the data directory of cfg (initialising it if needed) and builds
 // the server. Nothing listens until Start.
