@@ -24,7 +24,6 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
 	"github.com/plgd-dev/go-coap/v3/options"
 	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/tcp"
@@ -183,7 +182,7 @@ func (s *Server) ListenDTLS(addr string) (net.Addr, error) {
 		return nil, fmt.Errorf("estcoap: listen dtls %s: %w", addr, err)
 	}
 	srv := dtls.NewServer(
-		options.WithMux(s.router),
+		options.WithMux(s),
 		options.WithMaxMessageSize(uint32(s.cfg.MaxBody+1024)),
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
 		options.WithDTLSHandshakeTimeout(s.cfg.HandshakeTimeout),
@@ -202,7 +201,7 @@ func (s *Server) ListenTLS(addr string) (net.Addr, error) {
 		return nil, fmt.Errorf("estcoap: listen tls %s: %w", addr, err)
 	}
 	srv := tcp.NewServer(
-		options.WithMux(s.router),
+		options.WithMux(s),
 		options.WithMaxMessageSize(uint32(s.cfg.MaxBody+1024)),
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
 		options.WithErrors(s.bgError),
@@ -506,30 +505,26 @@ func tooLarge(m *pool.Message, limit int) bool {
 	return size > int64(limit)
 }
 
-type responseSetter interface {
-	SetResponse(code codes.Code, contentFormat message.MediaType, d io.ReadSeeker, opts ...message.Option) error
-}
+// oversizeKey marks, in a request's context, a request refused for its size.
+type oversizeKey struct{}
 
-// refuseLarge answers an oversized request.
-func refuseLarge(w responseSetter, limit int) {
-	_ = w.SetResponse(codes.RequestEntityTooLarge, message.TextPlain,
-		bytes.NewReader([]byte(fmt.Sprintf("%s: request body exceeds %d bytes", onboard.ReasonPayloadTooLarge, limit))),
-		size1(uint32(limit)))
-}
-
-func oversized(req *pool.Message, limit int) bool {
-	return (req.Code() == codes.POST || req.Code() == codes.PUT) && tooLarge(req, limit)
+// markOversized strips an oversized request of its body and block options,
+// so that block-wise reassembly passes it on instead of buffering it, and
+// marks it for the handler to answer 4.13.
+func markOversized(req *pool.Message, limit int) {
+	if (req.Code() != codes.POST && req.Code() != codes.PUT) || !tooLarge(req, limit) {
+		return
+	}
+	req.Remove(message.Block1)
+	req.Remove(message.Size1)
+	req.SetBody(bytes.NewReader(nil))
+	req.SetContext(context.WithValue(req.Context(), oversizeKey{}, true))
 }
 
 // capUDP refuses oversized requests before block-wise reassembly buffers them.
 func capUDP(limit int) config.ProcessReceivedMessageFunc[*udpclient.Conn] {
 	return func(req *pool.Message, cc *udpclient.Conn, handler config.HandlerFunc[*udpclient.Conn]) {
-		if oversized(req, limit) {
-			cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*udpclient.Conn], _ *pool.Message) {
-				refuseLarge(w, limit)
-			})
-			return
-		}
+		markOversized(req, limit)
 		cc.ProcessReceivedMessageWithHandler(req, handler)
 	}
 }
@@ -537,12 +532,17 @@ func capUDP(limit int) config.ProcessReceivedMessageFunc[*udpclient.Conn] {
 // capTCP is capUDP for CoAP over TCP.
 func capTCP(limit int) config.ProcessReceivedMessageFunc[*tcpclient.Conn] {
 	return func(req *pool.Message, cc *tcpclient.Conn, handler config.HandlerFunc[*tcpclient.Conn]) {
-		if oversized(req, limit) {
-			cc.ProcessReceivedMessageWithHandler(req, func(w *responsewriter.ResponseWriter[*tcpclient.Conn], _ *pool.Message) {
-				refuseLarge(w, limit)
-			})
-			return
-		}
+		markOversized(req, limit)
 		cc.ProcessReceivedMessageWithHandler(req, handler)
 	}
+}
+
+// ServeCOAP answers marked oversized requests and hands the rest to the router.
+func (s *Server) ServeCOAP(w mux.ResponseWriter, r *mux.Message) {
+	if r.Context().Value(oversizeKey{}) != nil {
+		s.fail(w, codes.RequestEntityTooLarge, onboard.ReasonPayloadTooLarge,
+			fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBody), 0)
+		return
+	}
+	s.router.ServeCOAP(w, r)
 }
