@@ -1,0 +1,175 @@
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ServerCertificate returns Embark's own TLS/DTLS server certificate for the
+// given names: a fresh ECDSA P-256 key certified by the intermediate with the
+// serverAuth extended key usage. The result's Certificate is [leaf,
+// intermediate] and its Leaf is set.
+//
+// A CA loaded from a directory keeps the certificate in server.crt and
+// server.key and returns the stored one instead while it has the same names,
+// chains to the current intermediate, ends no later than now+lifetime and has
+// more than a third of its life left. A stored one that cannot be used is
+// replaced.
+func (ca *CA) ServerCertificate(dnsNames []string, ips []net.IP, lifetime time.Duration) (tls.Certificate, error) {
+	if len(dnsNames) == 0 && len(ips) == 0 {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", ErrNoSANs)
+	}
+	ca.serverMu.Lock()
+	defer ca.serverMu.Unlock()
+
+	now := ca.clock()
+	if ca.dir != "" {
+		if c, ok := ca.storedServerCertificate(dnsNames, ips, lifetime, now); ok {
+			return c, nil
+		}
+	}
+
+	notBefore, notAfter, err := ca.validity(lifetime)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+	}
+	skid, err := subjectKeyID(&key.PublicKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+	}
+	var cn string
+	if len(dnsNames) > 0 {
+		cn = dnsNames[0]
+	} else {
+		cn = ips[0].String()
+	}
+	leaf, err := ca.create(&x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		DNSNames:              slices.Clone(dnsNames),
+		IPAddresses:           slices.Clone(ips),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		SubjectKeyId:          skid,
+		PublicKey:             &key.PublicKey,
+		PublicKeyAlgorithm:    x509.ECDSA,
+	}, lifetime)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+	}
+
+	if ca.dir != "" {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+		}
+		keyPath, certPath := filepath.Join(ca.dir, ServerKeyFile), filepath.Join(ca.dir, ServerCertFile)
+		// Key first: a crash in between leaves a mismatch, which the next
+		// start detects and repairs by issuing again.
+		if err := replaceFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), keyPerm); err != nil {
+			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+		}
+		if err := replaceFile(certPath, pemCert(leaf, ca.inter), certPerm); err != nil {
+			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+		}
+		if err := syncDir(ca.dir); err != nil {
+			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+		}
+	}
+	ca.logger.Info("server certificate issued", "serial", fmt.Sprintf("%x", leaf.SerialNumber),
+		"dns", dnsNames, "ips", ips, "not_after", leaf.NotAfter)
+	return tls.Certificate{
+		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
+		PrivateKey:  key,
+		Leaf:        leaf,
+	}, nil
+}
+
+// storedServerCertificate returns the stored server certificate if it may be
+// used again; see ServerCertificate.
+func (ca *CA) storedServerCertificate(dnsNames []string, ips []net.IP, lifetime time.Duration, now time.Time) (tls.Certificate, bool) {
+	certPath, keyPath := filepath.Join(ca.dir, ServerCertFile), filepath.Join(ca.dir, ServerKeyFile)
+	reissue := func(why string, args ...any) (tls.Certificate, bool) {
+		ca.logger.Info("issuing a new server certificate", append([]any{"reason", why}, args...)...)
+		return tls.Certificate{}, false
+	}
+	leaf, err := readCertificate(certPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return tls.Certificate{}, false
+	}
+	if err != nil {
+		return reissue("unreadable certificate", "err", err)
+	}
+	if err := leaf.CheckSignatureFrom(ca.inter); err != nil {
+		return reissue("not issued by the current intermediate", "err", err)
+	}
+	key, err := readKey(keyPath, leaf)
+	if err != nil {
+		// Includes a key others could read: it is replaced, never used.
+		return reissue("unusable key", "err", err)
+	}
+	life := leaf.NotAfter.Sub(leaf.NotBefore)
+	switch {
+	case now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter):
+		return reissue("outside its validity", "not_before", leaf.NotBefore, "not_after", leaf.NotAfter)
+	case leaf.NotAfter.Sub(now) <= life/3:
+		return reissue("less than a third of its life left", "not_after", leaf.NotAfter)
+	case leaf.NotAfter.After(now.Add(lifetime)):
+		return reissue("longer than the lifetime now asked for", "not_after", leaf.NotAfter, "lifetime", lifetime)
+	case !sameDNSNames(leaf.DNSNames, dnsNames) || !sameIPs(leaf.IPAddresses, ips):
+		return reissue("names changed", "had_dns", leaf.DNSNames, "had_ips", leaf.IPAddresses)
+	}
+	return tls.Certificate{
+		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
+		PrivateKey:  key,
+		Leaf:        leaf,
+	}, true
+}
+
+func sameDNSNames(a, b []string) bool {
+	norm := func(s []string) []string {
+		out := make([]string, len(s))
+		for i, n := range s {
+			out[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
+
+func sameIPs(a, b []net.IP) bool {
+	norm := func(s []net.IP) []string {
+		out := make([]string, len(s))
+		for i, ip := range s {
+			out[i] = ip.String()
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return slices.Equal(norm(a), norm(b))
+}
