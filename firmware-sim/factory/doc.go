@@ -1,0 +1,44 @@
+// Package factory is the simulated manufacturer of firmware-sim: it mints a
+// manufacturer CA, devices with their own keys and IDevIDs, and the signed
+// provenance manifest that lists them, as files that the operator side
+// (embark) and the simulated fleet read.
+//
+// # Output directory
+//
+// [Run] writes into Options.Out (created with mode 0700):
+//
+//	root.pem               manufacturer root CA certificate (ECDSA P-256, 20 years)
+//	root-key.pem           its PKCS#8 private key (0600)
+//	intermediate.pem       the "IDevID CA" that issues device certificates
+//	intermediate-key.pem   its PKCS#8 private key (0600)
+//	manifest-signer.key    hybrid (ECDSA P-256 + ML-DSA-65) manifest signing key (0600)
+//	manifest-signer.pub    its public key
+//	trust.json             the trust bundle for operators (package manifest)
+//	manifest.json          the signed manifest, a DSSE envelope (package manifest)
+//	devices.jsonl          one device per line (0600): {"serial", "key", "cert"}
+//
+// In devices.jsonl, "key" is the device's PKCS#8 PEM private key and "cert"
+// its IDevID PEM followed by the intermediate's. [ReadDevices] and
+// [ScanDevices] read it back; [WriteDeviceFiles] writes one device's
+// cert.pem and key.pem for tools such as libcoap's coap-client.
+//
+// # Devices
+//
+// Each device gets its own ECDSA P-256 key and an IDevID issued by the
+// intermediate: subject CN and serialNumber = the device serial, O = the
+// manufacturer; key usage digitalSignature, extended key usage clientAuth; a
+// random 128-bit certificate serial; valid from one hour before the run to
+// 99991231235959Z (IEEE 802.1AR "no well-defined expiration"). The last
+// Options.ExpiredIDevIDs devices of a run get IDevIDs that expired a day
+// before it instead, for tests of expiry policy. Keys and certificates are
+// made in parallel (Options.Workers).
+//
+// # Runs on an existing directory
+//
+// A run on a directory that already holds a manufacturer keeps its CA and
+// signing key, mints Options.Count more devices (numbered after the highest
+// existing serial of the same prefix), and writes the next manifest
+// revision, which lists the earlier devices as they were and the new ones.
+// Files are replaced atomically, manifest.json last. A directory whose
+// devices.jsonl and manifest.json disagree is refused ([ErrInconsistent]).
+package factory
