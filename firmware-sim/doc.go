@@ -1,0 +1,20 @@
+// Command firmware-sim plays the device side of Embark: a manufacturer that
+// mints devices, and a fleet of simulated devices that onboard over the
+// public wire protocols only.
+//
+// Usage:
+//
+//	firmware-sim factory --count N --out DIR [--manufacturer acme --owner example-operator --expired N --revision N]
+//	firmware-sim fleet --factory DIR --server coaps://127.0.0.1:5684 --ca FILE [--count N --concurrency 64
+//	                   --mode enroll|crts|both --renew --rate R --loss F --state FILE --cpuprofile FILE]
+//	firmware-sim version
+//
+// factory writes a manufacturer CA, N devices with their IDevIDs and a
+// signed provenance manifest into DIR (see package factory). fleet runs the
+// devices of DIR against an Embark server over EST-coaps and prints a
+// report per phase (see package fleet); the server is authenticated with
+// the Embark root in --ca, always.
+//
+// Exit codes: 0 all went well, 1 a device failed or the run could not be
+// completed, 2 the command line was wrong.
+package main

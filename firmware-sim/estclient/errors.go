@@ -1,0 +1,25 @@
+package estclient
+
+import "errors"
+
+var (
+	// ErrTarget reports a target that is not coaps:// or coaps+tcp://
+	// followed by a host and an optional port.
+	ErrTarget = errors.New("estclient: bad target")
+
+	// ErrConfig reports a configuration that cannot work, such as a
+	// missing root pool.
+	ErrConfig = errors.New("estclient: bad configuration")
+
+	// ErrHandshake wraps every failure to open the secure session,
+	// including a server certificate that does not chain to the roots or
+	// does not carry the expected name.
+	ErrHandshake = errors.New("estclient: handshake failed")
+
+	// ErrResponse reports a success answer the client cannot use: a wrong
+	// content format, a payload that does not parse, no certificate.
+	ErrResponse = errors.New("estclient: unusable response")
+
+	// ErrClosed reports a request on a closed client.
+	ErrClosed = errors.New("estclient: client closed")
+)

@@ -1,0 +1,106 @@
+package fleet
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// simDevice is one simulated device: its factory identity, the key pairs
+// and CSRs it prepared, and the LDevID it holds.
+type simDevice struct {
+	serial string
+	idevid tls.Certificate
+
+	enrollKey *ecdsa.PrivateKey
+	enrollCSR []byte
+	renewKey  *ecdsa.PrivateKey
+	renewCSR  []byte
+
+	// ldevid and ldevidKey are the current operational credential, nil
+	// until the device enrolled.
+	ldevid    *x509.Certificate
+	ldevidKey *ecdsa.PrivateKey
+}
+
+// newCSR makes a P-256 key pair and a DER CSR for it with subject
+// CN=serial and nothing else.
+func newCSR(serial string) (*ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: key for %s: %w", serial, err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: serial},
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: csr for %s: %w", serial, err)
+	}
+	return key, der, nil
+}
+
+// prepare makes every device's enrollment key and CSR, and with renew a
+// second key and CSR for the renewal, on all CPUs.
+func prepare(ctx context.Context, devs []*simDevice, renew bool) error {
+	workers := min(runtime.GOMAXPROCS(0), len(devs))
+	next := make(chan *simDevice)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range next {
+				var err error
+				if d.enrollKey, d.enrollCSR, err = newCSR(d.serial); err != nil {
+					errs <- err
+					return
+				}
+				if renew {
+					if d.renewKey, d.renewCSR, err = newCSR(d.serial); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for _, d := range devs {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		select {
+		case next <- d:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = ctx.Err()
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	if err != nil {
+		return err
+	}
+	return <-errs
+}
+
+// clientCert is the device's current LDevID with the intermediates, ready
+// for a handshake.
+func (d *simDevice) clientCert(intermediates [][]byte) tls.Certificate {
+	chain := make([][]byte, 0, 1+len(intermediates))
+	chain = append(chain, d.ldevid.Raw)
+	chain = append(chain, intermediates...)
+	return tls.Certificate{Certificate: chain, PrivateKey: d.ldevidKey, Leaf: d.ldevid}
+}

@@ -1,0 +1,112 @@
+package fleet
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+// Modes of a run.
+const (
+	// ModeEnroll enrolls every device (the default).
+	ModeEnroll = "enroll"
+	// ModeCrts only fetches the CA certificates with each device's
+	// IDevID: the ceiling of what the server's handshakes allow.
+	ModeCrts = "crts"
+	// ModeBoth runs the crts pass, then the enroll pass, and reports
+	// enrollment throughput as a fraction of the ceiling.
+	ModeBoth = "both"
+)
+
+// Defaults of Options.
+const (
+	DefaultConcurrency = 64
+	DefaultRetries     = 5
+	DefaultTimeout     = 15 * time.Second
+)
+
+// Options describe one fleet run.
+type Options struct {
+	// FactoryDir is the output directory of a factory run.
+	FactoryDir string
+	// Target is coaps://host:port or coaps+tcp://host:port.
+	Target string
+	// RootFile is the Embark root certificate (PEM), given out of band.
+	RootFile string
+	// Count is how many devices take part; 0 means all of the factory's.
+	Count int
+	// Concurrency bounds the devices at work at once. Default 64.
+	Concurrency int
+	// Mode is ModeEnroll (default), ModeCrts or ModeBoth.
+	Mode string
+	// Renew makes every enrolled device renew afterwards: a fresh session
+	// with its LDevID and a CSR for a new key to sren.
+	Renew bool
+	// Retries bounds how often one device resends a request. Default 5;
+	// a negative value means none.
+	Retries int
+	// Timeout bounds one handshake and one request. Default 15s.
+	Timeout time.Duration
+	// Progress receives a line per second while a phase runs; nil for none.
+	Progress io.Writer
+	// StateFile, if set, receives a JSON line per enrolled device with its
+	// serial, LDevID key and certificate.
+	StateFile string
+	// Rate is the offered load in devices started per second; 0 starts
+	// them as fast as Concurrency allows.
+	Rate float64
+	// Loss is the fraction of answers a device drops, in [0, 1).
+	Loss float64
+}
+
+// withDefaults fills in defaults and checks what cannot work.
+func (o Options) withDefaults() (Options, error) {
+	if o.FactoryDir == "" {
+		return o, fmt.Errorf("%w: no factory directory", ErrOptions)
+	}
+	if o.Target == "" {
+		return o, fmt.Errorf("%w: no target", ErrOptions)
+	}
+	if o.RootFile == "" {
+		return o, fmt.Errorf("%w: no root file: the server is always authenticated", ErrOptions)
+	}
+	if o.Count < 0 {
+		return o, fmt.Errorf("%w: count %d < 0", ErrOptions, o.Count)
+	}
+	switch {
+	case o.Concurrency == 0:
+		o.Concurrency = DefaultConcurrency
+	case o.Concurrency < 0:
+		return o, fmt.Errorf("%w: concurrency %d < 0", ErrOptions, o.Concurrency)
+	}
+	switch o.Mode {
+	case "":
+		o.Mode = ModeEnroll
+	case ModeEnroll, ModeBoth:
+	case ModeCrts:
+		if o.Renew {
+			return o, fmt.Errorf("%w: renew needs enrollment (mode enroll or both)", ErrOptions)
+		}
+	default:
+		return o, fmt.Errorf("%w: mode %q is none of enroll, crts, both", ErrOptions, o.Mode)
+	}
+	switch {
+	case o.Retries == 0:
+		o.Retries = DefaultRetries
+	case o.Retries < 0:
+		o.Retries = 0
+	}
+	switch {
+	case o.Timeout == 0:
+		o.Timeout = DefaultTimeout
+	case o.Timeout < 0:
+		return o, fmt.Errorf("%w: timeout %s < 0", ErrOptions, o.Timeout)
+	}
+	if o.Rate < 0 {
+		return o, fmt.Errorf("%w: rate %g < 0", ErrOptions, o.Rate)
+	}
+	if o.Loss < 0 || o.Loss >= 1 {
+		return o, fmt.Errorf("%w: loss %g is not in [0, 1)", ErrOptions, o.Loss)
+	}
+	return o, nil
+}

@@ -1,0 +1,55 @@
+package fleet
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func bothRenew(o *Options) {
+	o.Mode, o.Renew, o.Concurrency, o.Retries, o.Timeout = ModeBoth, true, 8, 2, time.Second
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	base := Options{FactoryDir: "f", Target: "coaps://127.0.0.1:5684", RootFile: "root.pem"}
+	with := func(f func(*Options)) Options {
+		o := base
+		f(&o)
+		return o
+	}
+	for _, tc := range []struct {
+		name string
+		in   Options
+		want Options
+		err  error
+	}{
+		{name: "ok/defaults", in: base, want: with(func(o *Options) {
+			o.Concurrency, o.Mode, o.Retries, o.Timeout = DefaultConcurrency, ModeEnroll, DefaultRetries, DefaultTimeout
+		})},
+		{name: "ok/negative retries means none", in: with(func(o *Options) { o.Retries = -1 }), want: with(func(o *Options) {
+			o.Concurrency, o.Mode, o.Retries, o.Timeout = DefaultConcurrency, ModeEnroll, 0, DefaultTimeout
+		})},
+		{name: "ok/both with renew", in: with(bothRenew), want: with(bothRenew)},
+		{name: "fail/no factory", in: with(func(o *Options) { o.FactoryDir = "" }), err: ErrOptions},
+		{name: "fail/no target", in: with(func(o *Options) { o.Target = "" }), err: ErrOptions},
+		{name: "fail/no root", in: with(func(o *Options) { o.RootFile = "" }), err: ErrOptions},
+		{name: "fail/negative count", in: with(func(o *Options) { o.Count = -1 }), err: ErrOptions},
+		{name: "fail/negative concurrency", in: with(func(o *Options) { o.Concurrency = -1 }), err: ErrOptions},
+		{name: "fail/unknown mode", in: with(func(o *Options) { o.Mode = "storm" }), err: ErrOptions},
+		{name: "fail/renew without enrollment", in: with(func(o *Options) { o.Mode, o.Renew = ModeCrts, true }), err: ErrOptions},
+		{name: "fail/negative timeout", in: with(func(o *Options) { o.Timeout = -time.Second }), err: ErrOptions},
+		{name: "fail/negative rate", in: with(func(o *Options) { o.Rate = -1 }), err: ErrOptions},
+		{name: "fail/loss of one", in: with(func(o *Options) { o.Loss = 1 }), err: ErrOptions},
+		{name: "fail/negative loss", in: with(func(o *Options) { o.Loss = -0.1 }), err: ErrOptions},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.in.withDefaults()
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("withDefaults = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
