@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/embark-iot/embark/pkg/server"
 )
@@ -39,10 +40,22 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("log level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	tuneGC()
 	srv, err := server.New(ctx, cfg, server.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "embark %s serving %s (Ctrl-C stops)\n", server.Version, cfg.DataDir)
 	return srv.Run(ctx)
+}
+
+// tuneGC trades a little memory for CPU: onboarding allocates many
+// short-lived objects per handshake. GOGC and GOMEMLIMIT, when set, win.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(200)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(128 << 20)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	piondtls "github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
@@ -167,6 +168,9 @@ func (cl *Client) dialDTLS(ctx context.Context, c Config, background func(error)
 			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
 			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 		},
+		// P-256 first: the curve CoAP devices must implement (RFC 7252
+		// §9.1.3.3) and the one their crypto hardware accelerates.
+		EllipticCurves: []elliptic.Curve{elliptic.P256, elliptic.X25519, elliptic.P384},
 	}
 	if c.Certificate != nil {
 		cfg.Certificates = []tls.Certificate{*c.Certificate}

@@ -25,6 +25,7 @@ func testRunner(p *esttest.PKI, o Options) *runner {
 	r := newRunner(o, p.Root.Cert)
 	r.intermediates = [][]byte{p.Intermediate.Cert.Raw}
 	r.interPool.AddCert(p.Intermediate.Cert)
+	r.inters = []*x509.Certificate{p.Intermediate.Cert}
 	return r
 }
 

@@ -72,6 +72,7 @@ type Server struct {
 	crts281 []byte
 	crts287 []byte
 	att     []byte
+	parsed  map[string]*x509.Certificate
 }
 
 // New returns a Server.
@@ -94,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, router: mux.NewRouter()}
+	s := &Server{cfg: cfg, log: cfg.Logger, router: mux.NewRouter(), parsed: map[string]*x509.Certificate{}}
 	if err := s.refreshCACerts(); err != nil {
 		return nil, err
 	}
@@ -300,7 +301,7 @@ func (s *Server) enroll(renew bool) mux.HandlerFunc {
 			s.fail(w, codes.RequestEntityTooLarge, onboard.ReasonPayloadTooLarge, err.Error(), 0)
 			return
 		}
-		chain, transport, err := peerChain(w.Conn().NetConn())
+		chain, transport, err := s.peerChain(w.Conn().NetConn())
 		if err != nil {
 			s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "cannot read the client certificate", 0)
 			s.log.Error("peer certificate", slog.Any("err", err))
@@ -439,7 +440,7 @@ func readBody(r *mux.Message, limit int) ([]byte, error) {
 }
 
 // peerChain returns the client certificates of a DTLS or TLS connection.
-func peerChain(nc net.Conn) ([]*x509.Certificate, string, error) {
+func (s *Server) peerChain(nc net.Conn) ([]*x509.Certificate, string, error) {
 	switch c := nc.(type) {
 	case *piondtls.Conn:
 		st, ok := c.ConnectionState()
@@ -447,8 +448,8 @@ func peerChain(nc net.Conn) ([]*x509.Certificate, string, error) {
 			return nil, "coaps", errors.New("dtls connection state unavailable")
 		}
 		chain := make([]*x509.Certificate, 0, len(st.PeerCertificates))
-		for _, der := range st.PeerCertificates {
-			cert, err := x509.ParseCertificate(der)
+		for i, der := range st.PeerCertificates {
+			cert, err := s.parseCert(der, i > 0)
 			if err != nil {
 				return nil, "coaps", fmt.Errorf("parse peer certificate: %w", err)
 			}
@@ -459,6 +460,34 @@ func peerChain(nc net.Conn) ([]*x509.Certificate, string, error) {
 		return c.ConnectionState().PeerCertificates, "coaps+tcp", nil
 	}
 	return nil, "", fmt.Errorf("unexpected connection type %T", nc)
+}
+
+// maxParsedCAs bounds the cache of parsed CA certificates.
+const maxParsedCAs = 256
+
+// parseCert parses a peer certificate. CA certificates sent along by
+// devices are the same for a whole production batch: they are parsed once
+// and shared (parsed certificates are read-only).
+func (s *Server) parseCert(der []byte, ca bool) (*x509.Certificate, error) {
+	if !ca {
+		return x509.ParseCertificate(der)
+	}
+	s.mu.Lock()
+	c, ok := s.parsed[string(der)]
+	s.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if len(s.parsed) < maxParsedCAs {
+		s.parsed[string(der)] = c
+	}
+	s.mu.Unlock()
+	return c, nil
 }
 
 // csrAttrs encodes the CSR attributes (RFC 7030 §4.5.2): ecPublicKey with
