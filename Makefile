@@ -42,11 +42,13 @@ lint:
 ## demo: mint $(DEVICES) devices, trust their manufacturer, import the manifest,
 ## onboard the fleet over CoAP/DTLS against a running `make run`, print the summary
 demo: build
-	./$(BIN)/firmware-sim factory --count $(DEVICES) --out $(DEMO)/factory
-	./$(BIN)/embark manufacturer trust $(DEMO)/factory/trust.json --data $(DATA)
-	./$(BIN)/embark provenance import $(DEMO)/factory/manifest.json --data $(DATA)
-	./$(BIN)/firmware-sim fleet --factory $(DEMO)/factory --server coaps://127.0.0.1:5684 --ca $(DATA)/ca/root.crt --renew
-	./$(BIN)/embark device list --limit 10 --data $(DATA)
+	@set -e; mfr=demo$$(date +%s); out=$(DEMO)/$$mfr; \
+	./$(BIN)/firmware-sim factory --count $(DEVICES) --manufacturer $$mfr --out $$out; \
+	./$(BIN)/embark manufacturer trust $$out/trust.json --data $(DATA); \
+	./$(BIN)/embark provenance import $$out/manifest.json --data $(DATA); \
+	./$(BIN)/firmware-sim fleet --factory $$out --server coaps://127.0.0.1:5684 --ca $(DATA)/ca/root.crt --mode both --renew; \
+	./$(BIN)/embark device list --limit 10 --data $(DATA); \
+	./$(BIN)/embark device show $$mfr:$$(echo $$mfr | tr a-z A-Z)-000001 --data $(DATA)
 
 clean:
 	rm -rf $(BIN) $(DEMO)
