@@ -23,7 +23,9 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
+	list := len(pos) == 1 && pos[0] == "list"
+	show := len(pos) == 2 && pos[0] == "show"
+	if !list && !show {
 		return fmt.Errorf("%w: device list | show ID", errUsage)
 	}
 	cl, done, err := connect(ctx, *data)
@@ -31,23 +33,20 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer done()
-	switch {
-	case pos[0] == "list" && len(pos) == 1:
+	if list {
 		return deviceList(ctx, cl, *state, *limit, *asJSON, out)
-	case pos[0] == "show" && len(pos) == 2:
-		var d admin.DeviceDetail
-		if err := cl.Do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(pos[1]), nil, &d); err != nil {
-			return err
-		}
-		if *asJSON {
-			enc := json.NewEncoder(out)
-			enc.SetIndent("", "  ")
-			return enc.Encode(d)
-		}
-		printDevice(out, d)
-		return nil
 	}
-	return fmt.Errorf("%w: device list | show ID", errUsage)
+	var d admin.DeviceDetail
+	if err := cl.Do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(pos[1]), nil, &d); err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(d)
+	}
+	printDevice(out, d)
+	return nil
 }
 
 func deviceList(ctx context.Context, cl *admin.Client, state string, limit int, asJSON bool, out io.Writer) error {

@@ -18,8 +18,16 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
+	trust := len(pos) == 2 && pos[0] == "trust"
+	list := len(pos) == 1 && pos[0] == "list"
+	if !trust && !list {
 		return fmt.Errorf("%w: manufacturer trust FILE | list", errUsage)
+	}
+	var bundle []byte
+	if trust {
+		if bundle, err = os.ReadFile(pos[1]); err != nil {
+			return err
+		}
 	}
 	cl, done, err := connect(ctx, *data)
 	if err != nil {
@@ -27,13 +35,9 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer done()
 	switch {
-	case pos[0] == "trust" && len(pos) == 2:
-		b, err := os.ReadFile(pos[1])
-		if err != nil {
-			return err
-		}
+	case trust:
 		var res provenance.TrustResult
-		if err := cl.Do(ctx, http.MethodPost, "/v1/manufacturers", b, &res); err != nil {
+		if err := cl.Do(ctx, http.MethodPost, "/v1/manufacturers", bundle, &res); err != nil {
 			return err
 		}
 		verb := "trusted"
@@ -43,7 +47,7 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%s manufacturer %s: %d root(s), %d intermediate(s), manifest keys %v\n",
 			verb, res.Name, res.Roots, res.Intermediates, res.ManifestKeys)
 		return nil
-	case pos[0] == "list" && len(pos) == 1:
+	default:
 		var ms []device.Manufacturer
 		if err := cl.Do(ctx, http.MethodGet, "/v1/manufacturers", nil, &ms); err != nil {
 			return err
@@ -55,5 +59,4 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return tw.Flush()
 	}
-	return fmt.Errorf("%w: manufacturer trust FILE | list", errUsage)
 }

@@ -17,5 +17,6 @@
 //	GET  /v1/audit?after=&limit=          audit entries
 //
 // Errors are {"error": "..."} with 400 (bad input), 404 (unknown), 409
-// (conflicts with the registry) or 500.
+// (conflicts with the registry), 413 (body or manifest over its size limit)
+// or 500.
 package admin

@@ -19,8 +19,9 @@ import (
 	"github.com/embark-iot/embark/pkg/store"
 )
 
-// MaxUpload bounds a manifest or trust bundle upload.
-const MaxUpload = 256 << 20
+// MaxUpload bounds a manifest or trust bundle upload: the largest manifest
+// the manifest package opens.
+const MaxUpload = manifest.DefaultMaxSize
 
 // Backend is what the handlers work on.
 type Backend struct {
@@ -112,7 +113,7 @@ func (h *handler) devices(w http.ResponseWriter, r *http.Request) {
 	}
 	var out DeviceList
 	err := h.b.Store.View(r.Context(), func(rd store.Reader) error {
-		out.Devices, out.Next = nil, ""
+		out.Devices, out.Next = []device.Device{}, ""
 		return rd.Devices(q.Get("after"), func(d device.Device) (bool, error) {
 			if state != "" && d.State != state {
 				return true, nil
@@ -302,9 +303,12 @@ func (h *handler) fail(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, provenance.ErrStaleRevision), errors.Is(err, provenance.ErrKeyChanged), errors.Is(err, store.ErrConflict):
 		code = http.StatusConflict
+	case errors.Is(err, manifest.ErrTooLarge):
+		code = http.StatusRequestEntityTooLarge
 	case errors.Is(err, provenance.ErrBadBundle), errors.Is(err, provenance.ErrUntrustedManufacturer),
 		errors.Is(err, manifest.ErrMalformed), errors.Is(err, manifest.ErrSignature), errors.Is(err, manifest.ErrUnknownSigner),
-		errors.Is(err, manifest.ErrDuplicate), errors.Is(err, manifest.ErrTooLarge):
+		errors.Is(err, manifest.ErrDuplicate), errors.Is(err, manifest.ErrInvalid), errors.Is(err, manifest.ErrPayloadType),
+		errors.Is(err, manifest.ErrWrongManufacturer):
 		code = http.StatusBadRequest
 	}
 	if code == http.StatusInternalServerError {

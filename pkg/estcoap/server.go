@@ -25,7 +25,6 @@ import (
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
-	"github.com/plgd-dev/go-coap/v3/options/config"
 	"github.com/plgd-dev/go-coap/v3/tcp"
 	tcpclient "github.com/plgd-dev/go-coap/v3/tcp/client"
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
@@ -73,6 +72,7 @@ type Server struct {
 	crts287 []byte
 	att     []byte
 	parsed  map[string]*x509.Certificate
+	blocks  *reassembler
 }
 
 // New returns a Server.
@@ -96,6 +96,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, router: mux.NewRouter(), parsed: map[string]*x509.Certificate{}}
+	s.blocks = newReassembler(cfg.MaxBody)
 	if err := s.refreshCACerts(); err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func (s *Server) ListenDTLS(addr string) (net.Addr, error) {
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
 		options.WithDTLSHandshakeTimeout(s.cfg.HandshakeTimeout),
 		options.WithErrors(s.bgError),
-		options.WithProcessReceivedMessageFunc(capUDP(s.cfg.MaxBody)),
+		options.WithProcessReceivedMessageFunc(s.block1UDP()),
 		options.WithInactivityMonitor(2*time.Minute, func(cc *udpclient.Conn) { _ = cc.Close() }),
 	)
 	s.start(func() error { return srv.Serve(l) }, srv.Stop)
@@ -204,9 +205,10 @@ func (s *Server) ListenTLS(addr string) (net.Addr, error) {
 	srv := tcp.NewServer(
 		options.WithMux(s),
 		options.WithMaxMessageSize(uint32(s.cfg.MaxBody+1024)),
-		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		// Block-wise off over TCP: answers need no fragmenting on a stream,
+		// and request blocks are reassembled by ServeCOAP.
+		options.WithBlockwise(false, blockwise.SZX1024, 30*time.Second),
 		options.WithErrors(s.bgError),
-		options.WithProcessReceivedMessageFunc(capTCP(s.cfg.MaxBody)),
 		options.WithInactivityMonitor(2*time.Minute, func(cc *tcpclient.Conn) { _ = cc.Close() }),
 	)
 	s.start(func() error { return srv.Serve(l) }, srv.Stop)
@@ -517,61 +519,15 @@ func csrAttrs() ([]byte, error) {
 	return out, nil
 }
 
-// tooLarge reports whether a request message announces or carries more
-// body than limit: Size1, or a Block1 offset plus this block's payload.
-func tooLarge(m *pool.Message, limit int) bool {
-	if v, err := m.GetOptionUint32(message.Size1); err == nil && int64(v) > int64(limit) {
-		return true
+func readAll(m *pool.Message) ([]byte, error) {
+	b := m.Body()
+	if b == nil {
+		return nil, nil
 	}
-	size, _ := m.BodySize()
-	if v, err := m.GetOptionUint32(message.Block1); err == nil {
-		szx, num, _, err := blockwise.DecodeBlockOption(v)
-		if err != nil {
-			return true
-		}
-		return int64(num)*szx.Size()+size > int64(limit)
+	if _, err := b.Seek(0, io.SeekStart); err != nil {
+		return nil, err
 	}
-	return size > int64(limit)
+	return io.ReadAll(b)
 }
 
-// oversizeKey marks, in a request's context, a request refused for its size.
-type oversizeKey struct{}
-
-// markOversized strips an oversized request of its body and block options,
-// so that block-wise reassembly passes it on instead of buffering it, and
-// marks it for the handler to answer 4.13.
-func markOversized(req *pool.Message, limit int) {
-	if (req.Code() != codes.POST && req.Code() != codes.PUT) || !tooLarge(req, limit) {
-		return
-	}
-	req.Remove(message.Block1)
-	req.Remove(message.Size1)
-	req.SetBody(bytes.NewReader(nil))
-	req.SetContext(context.WithValue(req.Context(), oversizeKey{}, true))
-}
-
-// capUDP refuses oversized requests before block-wise reassembly buffers them.
-func capUDP(limit int) config.ProcessReceivedMessageFunc[*udpclient.Conn] {
-	return func(req *pool.Message, cc *udpclient.Conn, handler config.HandlerFunc[*udpclient.Conn]) {
-		markOversized(req, limit)
-		cc.ProcessReceivedMessageWithHandler(req, handler)
-	}
-}
-
-// capTCP is capUDP for CoAP over TCP.
-func capTCP(limit int) config.ProcessReceivedMessageFunc[*tcpclient.Conn] {
-	return func(req *pool.Message, cc *tcpclient.Conn, handler config.HandlerFunc[*tcpclient.Conn]) {
-		markOversized(req, limit)
-		cc.ProcessReceivedMessageWithHandler(req, handler)
-	}
-}
-
-// ServeCOAP answers marked oversized requests and hands the rest to the router.
-func (s *Server) ServeCOAP(w mux.ResponseWriter, r *mux.Message) {
-	if r.Context().Value(oversizeKey{}) != nil {
-		s.fail(w, codes.RequestEntityTooLarge, onboard.ReasonPayloadTooLarge,
-			fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBody), 0)
-		return
-	}
-	s.router.ServeCOAP(w, r)
-}
+func bytesReader(b []byte) io.ReadSeeker { return bytes.NewReader(b) }

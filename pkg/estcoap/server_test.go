@@ -23,6 +23,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
 	coaptcp "github.com/plgd-dev/go-coap/v3/tcp"
 	"github.com/smallstep/pkcs7"
@@ -304,6 +305,77 @@ func TestEnrollMapsCoreAnswers(t *testing.T) {
 				t.Fatalf("Max-Age = %d (%v), want %d", ma, err, tt.maxAge)
 			}
 		})
+	}
+}
+
+func TestBlockwiseRequestReassembled(t *testing.T) {
+	e := setup(t)
+	e.core.set(&onboard.Result{Certificate: e.issued}, nil)
+	csr := make([]byte, 900)
+	for i := range csr {
+		csr[i] = byte(i * 7)
+	}
+	for _, szx := range []blockwise.SZX{blockwise.SZX16, blockwise.SZX64, blockwise.SZX512} {
+		cfg := &piondtls.Config{RootCAs: e.roots, ServerName: "127.0.0.1", Certificates: []tls.Certificate{e.client},
+			ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret}
+		c, err := coapdtls.Dial(e.udp, cfg, options.WithBlockwise(true, szx, 10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Post(ctx(t), "/est/sen", FormatPKCS10, bytes.NewReader(csr))
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Code() != codes.Changed {
+			t.Fatalf("szx %d: code %v: %s", szx, resp.Code(), body(t, resp))
+		}
+		e.core.mu.Lock()
+		got := e.core.calls[len(e.core.calls)-1].CSR
+		e.core.mu.Unlock()
+		if !bytes.Equal(got, csr) {
+			t.Fatalf("szx %d: the core got %d bytes, not the %d sent", szx, len(got), len(csr))
+		}
+	}
+}
+
+func TestBlockwiseOverTCP(t *testing.T) {
+	e := setup(t)
+	e.core.set(&onboard.Result{Certificate: e.issued}, nil)
+	c, err := coaptcp.Dial(e.tcp, options.WithTLS(&tls.Config{RootCAs: e.roots, ServerName: "localhost",
+		Certificates: []tls.Certificate{e.client}, NextProtos: []string{"coap"}}),
+		options.WithBlockwise(true, blockwise.SZX64, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	csr := bytes.Repeat([]byte{0x30}, 700)
+	resp, err := c.Post(ctx(t), "/est/sren", FormatPKCS10, bytes.NewReader(csr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Code() != codes.Changed {
+		t.Fatalf("code %v: %s", resp.Code(), body(t, resp))
+	}
+	if got := e.core.calls[len(e.core.calls)-1].CSR; !bytes.Equal(got, csr) {
+		t.Fatalf("the core got %d bytes, want %d", len(got), len(csr))
+	}
+	// Over the body limit but within the advertised Max-Message-Size: 4.13.
+	before := e.core.count()
+	resp, err = c.Post(ctx(t), "/est/sren", FormatPKCS10, bytes.NewReader(make([]byte, 1500)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Code() != codes.RequestEntityTooLarge || e.core.count() != before {
+		t.Fatalf("oversized over TCP: code %v, core calls %d -> %d", resp.Code(), before, e.core.count())
+	}
+	// Beyond the Max-Message-Size the server advertised in its CSM
+	// (RFC 8323 §5.3.1): the connection is dropped, nothing reaches the core.
+	if _, err := c.Post(ctx(t), "/est/sren", FormatPKCS10, bytes.NewReader(make([]byte, 3000))); err == nil {
+		t.Fatal("a message above the advertised Max-Message-Size was answered")
+	}
+	if e.core.count() != before {
+		t.Fatal("the core was called")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -203,7 +204,10 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) listenAdmin() error {
 	path := s.cfg.SocketPath()
 	// A socket left by a killed server: remove it only if nobody answers.
-	if _, err := os.Stat(path); err == nil {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("server: admin socket %s: a file that is not a socket is in the way; refusing to remove it", path)
+		}
 		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 			c.Close()
 			return fmt.Errorf("server: admin socket %s: another Embark is running on this data directory", path)
@@ -223,9 +227,17 @@ func (s *Server) listenAdmin() error {
 		return fmt.Errorf("server: admin socket: %w", err)
 	}
 	s.adminLn = ln
-	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second}
+	// The socket also serves Go's profiler: it is reachable only by the
+	// data directory's owner (0600), like the rest of the admin API.
+	mux := http.NewServeMux()
+	mux.Handle("/", s.admin)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.adminSrv = srv
 	go func() {
-		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin socket", slog.Any("err", err))
 		}
 	}()
