@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -97,14 +98,9 @@ type DeviceList struct {
 
 func (h *handler) devices(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10000 {
-			h.bad(w, "limit: want 1..10000")
-			return
-		}
-		limit = n
+	limit, ok := h.limit(w, q)
+	if !ok {
+		return
 	}
 	state := device.State(q.Get("state"))
 	if state != "" && !state.Valid() {
@@ -250,14 +246,9 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10000 {
-			h.bad(w, "limit: want 1..10000")
-			return
-		}
-		limit = n
+	limit, ok := h.limit(w, q)
+	if !ok {
+		return
 	}
 	var out AuditPage
 	if err := h.b.Store.View(r.Context(), func(rd store.Reader) error {
@@ -271,6 +262,20 @@ func (h *handler) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// limit reads the limit query parameter (default 100, at most 10000).
+func (h *handler) limit(w http.ResponseWriter, q url.Values) (int, bool) {
+	s := q.Get("limit")
+	if s == "" {
+		return 100, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 10000 {
+		h.bad(w, "limit: want 1..10000")
+		return 0, false
+	}
+	return n, true
 }
 
 func (h *handler) read(w http.ResponseWriter, r *http.Request) ([]byte, bool) {

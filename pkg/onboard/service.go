@@ -253,15 +253,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("enroll: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindEnroll, "", csrKey)
-		var committed device.Device
-		err = s.store.Update(ctx, func(tx store.Tx) error {
-			d, err := tx.Device(dev.ID)
-			if err != nil {
-				return err
-			}
-			if d.Revision != dev.Revision {
-				return store.ErrConflict
-			}
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "enroll", detail(req, vr), func(tx store.Tx, d *device.Device) error {
+			// A new enrollment replaces every certificate still usable.
 			all, err := tx.CertificatesOf(d.ID)
 			if err != nil {
 				return err
@@ -274,25 +267,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 					}
 				}
 			}
-			if err := tx.PutCertificate(rec); err != nil {
-				return err
-			}
-			if err := s.moveTo(&d, dec, now, "enroll"); err != nil {
-				return err
-			}
 			d.Current, d.Previous = rec.Serial, ""
 			d.Enrollments++
-			if err := prune(tx, d, now); err != nil {
-				return err
-			}
-			if _, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "enroll", DeviceID: d.ID,
-				Outcome: "ok", Cert: rec.Serial, Policy: dec.PolicyVersion + "/" + dec.Rule, Detail: detail(req, vr)}); err != nil {
-				return err
-			}
-			if err := tx.PutDevice(&d); err != nil {
-				return err
-			}
-			committed = d
 			return nil
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -399,15 +375,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("renew: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindRenew, serial, csrKey)
-		var committed device.Device
-		err = s.store.Update(ctx, func(tx store.Tx) error {
-			d, err := tx.Device(dev.ID)
-			if err != nil {
-				return err
-			}
-			if d.Revision != dev.Revision {
-				return store.ErrConflict
-			}
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "renew", req.Transport, func(tx store.Tx, d *device.Device) error {
 			p, err := tx.Certificate(serial)
 			if err != nil {
 				return err
@@ -437,25 +405,8 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 					}
 				}
 			}
-			if err := tx.PutCertificate(rec); err != nil {
-				return err
-			}
-			if err := s.moveTo(&d, dec, now, "renew"); err != nil {
-				return err
-			}
 			d.Previous, d.Current = serial, rec.Serial
 			d.Renewals++
-			if err := prune(tx, d, now); err != nil {
-				return err
-			}
-			if _, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "renew", DeviceID: d.ID,
-				Outcome: "ok", Cert: rec.Serial, Policy: dec.PolicyVersion + "/" + dec.Rule, Detail: req.Transport}); err != nil {
-				return err
-			}
-			if err := tx.PutDevice(&d); err != nil {
-				return err
-			}
-			committed = d
 			return nil
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -469,6 +420,46 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		return &Result{Certificate: cert, Chain: s.ca.Chain(), DeviceID: committed.ID, State: committed.State, Zone: committed.Zone}, nil
 	}
 	return nil, &Error{Reason: ReasonOverloaded, Msg: "concurrent requests for this device; retry", RetryAfter: s.retryAfter}
+}
+
+// commitIssued commits an issued certificate in one transaction: the
+// compare-and-swap on the device read before issuing, the changes of the
+// operation (mutate), the new certificate, the decision's state and zone,
+// pruning and the audit entry.
+func (s *Service) commitIssued(ctx context.Context, dev device.Device, rec device.Certificate, dec Decision, now time.Time,
+	op, auditDetail string, mutate func(tx store.Tx, d *device.Device) error) (device.Device, error) {
+	var committed device.Device
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		d, err := tx.Device(dev.ID)
+		if err != nil {
+			return err
+		}
+		if d.Revision != dev.Revision {
+			return store.ErrConflict
+		}
+		if err := mutate(tx, &d); err != nil {
+			return err
+		}
+		if err := tx.PutCertificate(rec); err != nil {
+			return err
+		}
+		if err := s.moveTo(&d, dec, now, op); err != nil {
+			return err
+		}
+		if err := prune(tx, d, now); err != nil {
+			return err
+		}
+		if _, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: op, DeviceID: d.ID,
+			Outcome: "ok", Cert: rec.Serial, Policy: dec.PolicyVersion + "/" + dec.Rule, Detail: auditDetail}); err != nil {
+			return err
+		}
+		if err := tx.PutDevice(&d); err != nil {
+			return err
+		}
+		committed = d
+		return nil
+	})
+	return committed, err
 }
 
 // stateAllows refuses devices whose state forbids any credential.
