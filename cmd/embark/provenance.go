@@ -12,6 +12,9 @@ import (
 
 func runProvenance(ctx context.Context, args []string, out io.Writer) error {
 	fs, data := newFlags("provenance")
+	if len(args) > 0 && args[0] == "transfer" {
+		return runTransfer(ctx, args[1:], out)
+	}
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

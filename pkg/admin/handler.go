@@ -52,6 +52,8 @@ func Handler(b Backend) http.Handler {
 	mux.HandleFunc("POST /v1/manufacturers", h.trust)
 	mux.HandleFunc("POST /v1/manifests", h.importManifest)
 	mux.HandleFunc("GET /v1/audit", h.audit)
+	h.registerVuln(mux)
+	h.registerTransfer(mux)
 	return mux
 }
 

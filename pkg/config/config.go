@@ -46,6 +46,11 @@ type Config struct {
 	// AdminSocket is the path of the local admin socket, relative to DataDir.
 	AdminSocket string `json:"admin_socket"`
 
+	// Owner is the owner name manufacturers write into the manifests of
+	// devices sold to this operator. Devices sold to another owner are
+	// refused. The owner's key is DataDir/owner.key.
+	Owner string `json:"owner"`
+
 	Enrollment Enrollment `json:"enrollment"`
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `json:"log_level"`
@@ -86,6 +91,7 @@ func DefaultConfig(dataDir string) Config {
 		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
 		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
 		AdminSocket: "admin.sock",
+		Owner:       "example-operator",
 		Enrollment: Enrollment{
 			Zone:           "default",
 			LDevIDLifetime: Duration(30 * 24 * time.Hour),
@@ -126,6 +132,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminSocket == "" {
 		bad("admin_socket: empty")
+	}
+	if c.Owner == "" || len(c.Owner) > 256 {
+		bad("owner: want a name of 1 to 256 bytes")
 	}
 	e := c.Enrollment
 	if e.Zone == "" {

@@ -18,12 +18,14 @@ const (
 	Denied         State = "denied"
 	Revoked        State = "revoked"
 	Decommissioned State = "decommissioned"
+	// Transferred: sold on; this registry's credentials for it are revoked.
+	Transferred State = "transferred"
 )
 
 // Valid reports whether s is one of the known states.
 func (s State) Valid() bool {
 	switch s {
-	case Expected, Onboarded, Quarantined, Held, Denied, Revoked, Decommissioned:
+	case Expected, Onboarded, Quarantined, Held, Denied, Revoked, Decommissioned, Transferred:
 		return true
 	}
 	return false
@@ -74,6 +76,32 @@ type Provenance struct {
 	Site             string    `cbor:"11,keyasint,omitempty" json:"site,omitempty"`
 	Owner            string    `cbor:"12,keyasint,omitempty" json:"owner,omitempty"`
 	ManifestRevision uint64    `cbor:"13,keyasint,omitempty" json:"manifest_revision,omitempty"`
+	// OwnerKey is the KeyID of the owner's hybrid key, from the manifest or
+	// the latest accepted transfer record.
+	OwnerKey string `cbor:"14,keyasint,omitempty" json:"owner_key,omitempty"`
+	// Transfers counts the ownership transfers accepted for the device.
+	Transfers uint32 `cbor:"15,keyasint,omitempty" json:"transfers,omitempty"`
+}
+
+// Reported is what a device said about itself at its latest enrollment or
+// renewal (CSR attributes over CoAP, claims over MQTT).
+type Reported struct {
+	FirmwareVersion string    `cbor:"1,keyasint,omitempty" json:"firmware_version,omitempty"`
+	FirmwareSHA256  string    `cbor:"2,keyasint,omitempty" json:"firmware_sha256,omitempty"`
+	At              time.Time `cbor:"3,keyasint,omitempty" json:"at,omitzero"`
+	// Remote is the endpoint the device spoke from.
+	Remote string `cbor:"4,keyasint,omitempty" json:"remote,omitempty"`
+}
+
+// Flags are facts about a device that policy and operators see.
+type Flags struct {
+	// Clone is set when the device looked cloned: its serial with another
+	// IDevID key, or two LDevIDs in use at once from different endpoints.
+	Clone string `cbor:"1,keyasint,omitempty" json:"clone,omitempty"`
+	// Reevaluate is set when the data the device's decision rested on
+	// changed (trust removed, manifest revised) and the decision has not
+	// been made again yet.
+	Reevaluate string `cbor:"2,keyasint,omitempty" json:"reevaluate,omitempty"`
 }
 
 // Device is one entry of the registry.
@@ -101,6 +129,9 @@ type Device struct {
 	// Enrollments counts certificates issued by enrollment (not renewal).
 	Enrollments uint32 `cbor:"11,keyasint,omitempty" json:"enrollments,omitempty"`
 	Renewals    uint32 `cbor:"12,keyasint,omitempty" json:"renewals,omitempty"`
+	// Reported is what the device last said about itself.
+	Reported Reported `cbor:"13,keyasint,omitempty" json:"reported,omitzero"`
+	Flags    Flags    `cbor:"14,keyasint,omitempty" json:"flags,omitzero"`
 }
 
 // CertStatus is the status of an issued certificate.

@@ -15,6 +15,8 @@ const (
 	EvRevoke     Event = "revoke"     // credentials revoked
 	EvDecom      Event = "decommission"
 	EvReonboard  Event = "reonboard" // operator allows a revoked/decommissioned/denied device to start over
+	EvTransfer   Event = "transfer"  // the owner sold the device on
+	EvAcquire    Event = "acquire"   // a transfer to this owner was accepted
 )
 
 // ErrTransition is returned by [Next] for an event that is not allowed in a state.
@@ -67,6 +69,16 @@ func Next(from State, ev Event) (State, error) {
 	case EvReonboard:
 		switch from {
 		case Revoked, Decommissioned, Denied, Held:
+			return Expected, nil
+		}
+	case EvTransfer:
+		if from != Transferred && from != Decommissioned {
+			return Transferred, nil
+		}
+	case EvAcquire:
+		// A device comes back, or arrives, after a factory reset.
+		switch from {
+		case Expected, Transferred, Denied, Held, Revoked:
 			return Expected, nil
 		}
 	}

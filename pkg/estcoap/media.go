@@ -20,7 +20,7 @@ func codeFor(r onboard.Reason) codes.Code {
 	case onboard.ReasonUnauthenticated:
 		return codes.Unauthorized
 	case onboard.ReasonUntrustedChain, onboard.ReasonExpiredChain, onboard.ReasonNotYetValid,
-		onboard.ReasonUnknownDevice, onboard.ReasonCloneSuspected, onboard.ReasonWrongCredential,
+		onboard.ReasonUnknownDevice, onboard.ReasonCloneSuspected, onboard.ReasonWrongCredential, onboard.ReasonWrongOwner,
 		onboard.ReasonRevoked, onboard.ReasonDenied, onboard.ReasonNotCurrent:
 		return codes.Forbidden
 	case onboard.ReasonMalformedCSR, onboard.ReasonCSRSignature, onboard.ReasonUnsupportedKey, onboard.ReasonBadRequest:

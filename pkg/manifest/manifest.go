@@ -54,6 +54,10 @@ type Entry struct {
 	Site            string    `json:"site,omitempty"`
 	// Owner names the party the device was sold to.
 	Owner string `json:"owner,omitempty"`
+	// OwnerKey is the KeyID (package hybridsig) of the owner's hybrid
+	// public key, when the buyer gave it to the manufacturer. It anchors
+	// ownership transfers: the first transfer record must be signed by it.
+	OwnerKey string `json:"owner_key,omitempty"`
 }
 
 // KeyFingerprint returns the lower-case hexadecimal SHA-256 of a DER
@@ -130,6 +134,7 @@ func (e *Entry) validate() *ValidationError {
 	for _, d := range []struct{ field, v string }{
 		{"firmware_sha256", e.FirmwareSHA256},
 		{"sbom_sha256", e.SBOMSHA256},
+		{"owner_key", e.OwnerKey},
 	} {
 		if d.v != "" && !isSHA256Hex(d.v) {
 			return bad(d.field, "want 64 lower-case hexadecimal digits")

@@ -18,6 +18,7 @@ const (
 	ReasonNotYetValid     Reason = "not_yet_valid"     // a certificate of the chain is not valid yet
 	ReasonUnknownDevice   Reason = "unknown_device"    // IDevID key in no manifest
 	ReasonCloneSuspected  Reason = "clone_suspected"   // known serial, different key
+	ReasonWrongOwner      Reason = "wrong_owner"       // sold to, or transferred to, another owner
 	ReasonWrongCredential Reason = "wrong_credential"  // IDevID on renew, LDevID on enroll
 	ReasonMalformedCSR    Reason = "malformed_csr"     // CSR does not parse
 	ReasonCSRSignature    Reason = "csr_signature"     // CSR signature does not verify

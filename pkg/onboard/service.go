@@ -13,6 +13,7 @@ import (
 	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/idevid"
+	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pki"
 )
@@ -64,6 +65,7 @@ type Service struct {
 	holdRetry    time.Duration
 	sem          chan struct{}
 	verifier     atomic.Pointer[idevid.Verifier]
+	owner        *owner.Identity
 }
 
 // Option configures a Service.
@@ -106,6 +108,13 @@ func WithMaxInFlight(n int, retryAfter time.Duration) Option {
 // WithHoldRetry sets how long a held device is told to wait before asking again.
 func WithHoldRetry(d time.Duration) Option {
 	return func(s *Service) error { s.holdRetry = d; return nil }
+}
+
+// WithOwner sets the operator's owner identity: devices whose provenance
+// names another owner are refused (ReasonWrongOwner). Without it, ownership
+// is not checked.
+func WithOwner(id *owner.Identity) Option {
+	return func(s *Service) error { s.owner = id; return nil }
 }
 
 // New returns a Service over a store and a CA. It loads the trusted
@@ -219,6 +228,9 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			return nil, refuse(ReasonUntrustedChain, "IDevID chains to manufacturer %q, the manifest names %q", vr.Manufacturer, dev.Provenance.Manufacturer)
 		}
 		if err := s.stateAllows(dev); err != nil {
+			return nil, err
+		}
+		if err := s.checkOwner(ctx, dev, req, now); err != nil {
 			return nil, err
 		}
 		cur := find(certs, dev.Current)
@@ -462,9 +474,32 @@ func (s *Service) commitIssued(ctx context.Context, dev device.Device, rec devic
 	return committed, err
 }
 
+// checkOwner refuses, and audits, a device sold to another owner.
+func (s *Service) checkOwner(ctx context.Context, d device.Device, req Request, now time.Time) error {
+	p := d.Provenance
+	if s.owner == nil || s.owner.Owns(p.Owner, p.OwnerKey) {
+		return nil
+	}
+	who := p.Owner
+	if p.OwnerKey != "" {
+		who += " (key " + p.OwnerKey[:16] + "..)"
+	}
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "enroll", DeviceID: d.ID,
+			Outcome: string(ReasonWrongOwner), Detail: "owned by " + who + ", from " + req.Remote})
+		return err
+	})
+	if err != nil {
+		return s.internal("enroll: audit refusal", err)
+	}
+	return refuse(ReasonWrongOwner, "device belongs to owner %s, not to this operator", who)
+}
+
 // stateAllows refuses devices whose state forbids any credential.
 func (s *Service) stateAllows(d device.Device) error {
 	switch d.State {
+	case device.Transferred:
+		return refuse(ReasonWrongOwner, "device was transferred to another owner: %s", d.Reason)
 	case device.Denied:
 		return refuse(ReasonDenied, "device is denied: %s", d.Reason)
 	case device.Revoked, device.Decommissioned:

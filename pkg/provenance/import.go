@@ -146,6 +146,11 @@ func ImportManifest(ctx context.Context, st store.Store, envelope []byte, actor 
 				}
 				res.Updated++
 			}
+			if d.Provenance.Transfers > 0 {
+				// Ownership moved on by accepted transfer records: the
+				// manufacturer's original sale no longer decides.
+				p.Owner, p.OwnerKey, p.Transfers = d.Provenance.Owner, d.Provenance.OwnerKey, d.Provenance.Transfers
+			}
 			d.Provenance = p
 			if err := tx.PutDevice(&d); err != nil {
 				if errors.Is(err, store.ErrConflict) {
@@ -175,6 +180,6 @@ func provenanceOf(m *manifest.Manifest, e manifest.Entry) device.Provenance {
 		Manufacturer: m.Manufacturer, Serial: e.Serial, IDevIDKeySHA256: e.IDevIDKeySHA256,
 		Model: e.Model, HardwareRev: e.HardwareRev, FirmwareVersion: e.FirmwareVersion, FirmwareSHA256: e.FirmwareSHA256,
 		SBOMRef: e.SBOMRef, SBOMSHA256: e.SBOMSHA256, ManufacturedAt: e.ManufacturedAt, Site: e.Site, Owner: e.Owner,
-		ManifestRevision: m.Revision,
+		OwnerKey: e.OwnerKey, ManifestRevision: m.Revision,
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/embark-iot/embark/pkg/config"
 	"github.com/embark-iot/embark/pkg/estcoap"
 	"github.com/embark-iot/embark/pkg/onboard"
+	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store/bolt"
 	"github.com/embark-iot/embark/pki"
 )
@@ -49,6 +50,9 @@ func Init(dataDir string) (config.Config, error) {
 	if _, err := pki.Init(filepath.Join(dataDir, CADir), caOptions(cfg, nil)...); err != nil {
 		return cfg, fmt.Errorf("init: %w", err)
 	}
+	if _, err := owner.Init(dataDir, cfg.Owner); err != nil {
+		return cfg, fmt.Errorf("init: %w", err)
+	}
 	return cfg, nil
 }
 
@@ -68,6 +72,7 @@ type Server struct {
 
 	store *bolt.DB
 	ca    *pki.CA
+	owner *owner.Identity
 	core  *onboard.Service
 	coap  *estcoap.Server
 	admin http.Handler
@@ -119,6 +124,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.ca = ca
+	s.owner, err = owner.Init(cfg.DataDir, cfg.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	db, err := bolt.Open(filepath.Join(cfg.DataDir, RegistryFile), bolt.WithLogger(s.log))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -132,6 +141,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		onboard.WithAllowExpiredIDevID(e.AllowExpiredIDevID),
 		onboard.WithMaxInFlight(e.MaxInFlight, time.Duration(e.RetryAfter)),
 		onboard.WithHoldRetry(time.Duration(e.HoldRetry)),
+		onboard.WithOwner(s.owner),
 	)
 	if err != nil {
 		db.Close()
@@ -286,6 +296,9 @@ func (s *Server) TCPAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s
 
 // CA returns the server's CA.
 func (s *Server) CA() *pki.CA { return s.ca }
+
+// Owner returns the operator's owner identity.
+func (s *Server) Owner() *owner.Identity { return s.owner }
 
 // Store returns the registry.
 func (s *Server) Store() *bolt.DB { return s.store }

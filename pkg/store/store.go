@@ -62,6 +62,13 @@ type Reader interface {
 	// Audit calls fn for each audit entry with Seq > after, in order, until
 	// fn returns false or an error.
 	Audit(after uint64, fn func(audit.Entry) (bool, error)) error
+	// Record returns the value stored under key in the named collection of
+	// opaque records (used by packages that own their encoding: vulnerability
+	// data, transfer records, ...). The value is a copy.
+	Record(kind, key string) ([]byte, error)
+	// Records calls fn for each record of kind with a key greater than
+	// after, in key order, until fn returns false or an error.
+	Records(kind, after string, fn func(key string, val []byte) (bool, error)) error
 }
 
 // Tx reads and writes the registry inside a read-write transaction.
@@ -81,4 +88,8 @@ type Tx interface {
 	PutManufacturer(m device.Manufacturer) error
 	// AppendAudit seals e as the successor of the newest entry and stores it.
 	AppendAudit(e audit.Entry) (audit.Entry, error)
+	// PutRecord stores val under key in the named collection.
+	PutRecord(kind, key string, val []byte) error
+	// DeleteRecord removes a record; removing a missing one is not an error.
+	DeleteRecord(kind, key string) error
 }

@@ -21,10 +21,11 @@ var (
 	bucketMfrs        = []byte("manufacturers")
 	bucketAudit       = []byte("audit")
 	bucketMeta        = []byte("meta")
+	bucketRecords     = []byte("records")
 
 	allBuckets = [][]byte{
 		bucketDevices, bucketIDevID, bucketCerts, bucketCertSerials, bucketDeviceCerts,
-		bucketMfrs, bucketAudit, bucketMeta,
+		bucketMfrs, bucketAudit, bucketMeta, bucketRecords,
 	}
 
 	keySchema = []byte("schema")

@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("concurrency", func(t *testing.T) { testConcurrency(t, open) })
 	t.Run("isolation", func(t *testing.T) { testIsolation(t, open) })
 	t.Run("stats", func(t *testing.T) { testStats(t, open) })
+	t.Run("records", func(t *testing.T) { testRecords(t, open) })
 	t.Run("close", func(t *testing.T) { testClose(t, open) })
 }
 
