@@ -93,6 +93,9 @@ type Reported struct {
 	Remote string `cbor:"4,keyasint,omitempty" json:"remote,omitempty"`
 }
 
+// Empty reports whether the device reported no firmware facts.
+func (r Reported) Empty() bool { return r.FirmwareVersion == "" && r.FirmwareSHA256 == "" }
+
 // Flags are facts about a device that policy and operators see.
 type Flags struct {
 	// Clone is set when the device looked cloned: its serial with another

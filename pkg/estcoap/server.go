@@ -30,6 +30,7 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/smallstep/pkcs7"
 
+	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/onboard"
 )
 
@@ -493,7 +494,8 @@ func (s *Server) parseCert(der []byte, ca bool) (*x509.Certificate, error) {
 }
 
 // csrAttrs encodes the CSR attributes (RFC 7030 §4.5.2): ecPublicKey with
-// P-256, and ecdsa-with-SHA256.
+// P-256, ecdsa-with-SHA256, and the firmware package identifier and digest
+// the device may report.
 func csrAttrs() ([]byte, error) {
 	type attribute struct {
 		Type   asn1.ObjectIdentifier
@@ -505,7 +507,9 @@ func csrAttrs() ([]byte, error) {
 		oidECDSASHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
 	)
 	var seq []asn1.RawValue
-	for _, v := range []any{attribute{Type: oidECPublicKey, Values: []asn1.ObjectIdentifier{oidP256}}, oidECDSASHA256} {
+	// The firmware facts a device may report (package devattr, RFC 4108).
+	for _, v := range []any{attribute{Type: oidECPublicKey, Values: []asn1.ObjectIdentifier{oidP256}}, oidECDSASHA256,
+		devattr.OIDFirmwareVersion, devattr.OIDFirmwareSHA256} {
 		b, err := asn1.Marshal(v)
 		if err != nil {
 			return nil, fmt.Errorf("estcoap: csr attributes: %w", err)

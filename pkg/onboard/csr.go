@@ -7,6 +7,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/embark-iot/embark/pkg/devattr"
+	"github.com/embark-iot/embark/pkg/device"
 )
 
 // MaxCSRSize bounds the CSR a device may send. A P-256 CSR is ~250 bytes;
@@ -39,6 +44,24 @@ func parseCSR(der []byte) (*x509.CertificateRequest, string, error) {
 		return nil, "", refuseErr(ReasonCSRSignature, err, "CSR signature does not verify: %v", err)
 	}
 	return csr, keyFingerprint(csr.RawSubjectPublicKeyInfo), nil
+}
+
+// reportedBy reads what the device reports in its CSR and compares it
+// with the manifest.
+func reportedBy(csr *x509.CertificateRequest, p device.Provenance) (device.Reported, string, error) {
+	r, err := devattr.FromCSR(csr)
+	if err != nil {
+		return device.Reported{}, "", refuseErr(ReasonMalformedCSR, err, "%v", err)
+	}
+	rep := device.Reported{FirmwareVersion: r.FirmwareVersion, FirmwareSHA256: r.FirmwareSHA256}
+	var diffs []string
+	if r.FirmwareVersion != "" && p.FirmwareVersion != "" && r.FirmwareVersion != p.FirmwareVersion {
+		diffs = append(diffs, fmt.Sprintf("version %q, manifest %q", r.FirmwareVersion, p.FirmwareVersion))
+	}
+	if r.FirmwareSHA256 != "" && p.FirmwareSHA256 != "" && r.FirmwareSHA256 != p.FirmwareSHA256 {
+		diffs = append(diffs, fmt.Sprintf("digest %.16s.., manifest %.16s..", r.FirmwareSHA256, p.FirmwareSHA256))
+	}
+	return rep, strings.Join(diffs, "; "), nil
 }
 
 // keyFingerprint is the lower-case hex SHA-256 of a SubjectPublicKeyInfo.

@@ -28,7 +28,13 @@ type Input struct {
 	// IDevIDExpired is set when the device's IDevID chain had expired and
 	// expired chains are accepted as a fact for the decision.
 	IDevIDExpired bool
-	Now           time.Time
+	// Reported is what the device said about itself in this request
+	// (firmware version and digest); empty when it said nothing.
+	Reported device.Reported
+	// FirmwareMismatch explains how the reported firmware differs from the
+	// manifest; empty when it matches or nothing was reported.
+	FirmwareMismatch string
+	Now              time.Time
 }
 
 // Decision is a Decider's answer.
@@ -51,16 +57,27 @@ type Decider interface {
 }
 
 // StaticDecider allows every known device into one zone with one lifetime,
-// refusing expired IDevIDs. It is the decider used until a policy is loaded.
+// refuses expired IDevIDs, and quarantines a device whose reported firmware
+// differs from its manifest. It is the decider used until a policy is loaded.
 type StaticDecider struct {
 	Zone     string
 	Lifetime time.Duration
+	// QuarantineZone receives devices with a firmware mismatch (default "quarantine").
+	QuarantineZone string
 }
 
 // Decide implements Decider.
 func (d StaticDecider) Decide(_ context.Context, in Input) (Decision, error) {
 	if in.IDevIDExpired {
 		return Decision{Action: Deny, PolicyVersion: "builtin", Rule: "expired-idevid", Reason: "IDevID chain expired"}, nil
+	}
+	if in.FirmwareMismatch != "" {
+		z := d.QuarantineZone
+		if z == "" {
+			z = "quarantine"
+		}
+		return Decision{Action: Quarantine, Zone: z, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "firmware-mismatch",
+			Reason: "reported firmware differs from the manifest: " + in.FirmwareMismatch}, nil
 	}
 	return Decision{Action: Allow, Zone: d.Zone, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "allow-known",
 		Reason: "device known from a verified manifest"}, nil

@@ -233,6 +233,10 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 		if err := s.checkOwner(ctx, dev, req, now); err != nil {
 			return nil, err
 		}
+		rep, mismatch, err := reportedBy(csr, dev.Provenance)
+		if err != nil {
+			return nil, err
+		}
 		cur := find(certs, dev.Current)
 		if cur != nil && cur.KeySHA256 == csrKey && cur.Status.Usable() && cur.Kind == device.KindEnroll {
 			return s.result(dev, cur, true)
@@ -250,7 +254,8 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			}
 			return nil, &Error{Reason: ReasonHeld, Msg: "device re-onboarding waits for an operator's approval", RetryAfter: s.holdRetry}
 		}
-		dec, err := s.decide(ctx, Input{Device: dev, Transport: req.Transport, IDevIDExpired: vr.Expired, Now: now})
+		dec, err := s.decide(ctx, Input{Device: dev, Transport: req.Transport, IDevIDExpired: vr.Expired, Now: now,
+			Reported: rep, FirmwareMismatch: mismatch})
 		if err != nil {
 			return nil, err
 		}
@@ -265,7 +270,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("enroll: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindEnroll, "", csrKey)
-		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "enroll", detail(req, vr), func(tx store.Tx, d *device.Device) error {
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "enroll", detail(req, vr, mismatch), rep, req, func(tx store.Tx, d *device.Device) error {
 			// A new enrollment replaces every certificate still usable.
 			all, err := tx.CertificatesOf(d.ID)
 			if err != nil {
@@ -366,13 +371,18 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 				return s.result(dev, c, true)
 			}
 		}
+		rep, mismatch, err := reportedBy(csr, dev.Provenance)
+		if err != nil {
+			return nil, err
+		}
 		cur := find(certs, dev.Current)
 		isCurrent := serial == dev.Current
 		isPrevious := serial == dev.Previous && cur != nil && cur.Status == device.CertIssued
 		if !isCurrent && !isPrevious {
 			return nil, refuse(ReasonNotCurrent, "certificate %s is neither the current LDevID nor its unconfirmed predecessor", serial)
 		}
-		dec, err := s.decide(ctx, Input{Device: dev, Renewal: true, Transport: req.Transport, Now: now})
+		dec, err := s.decide(ctx, Input{Device: dev, Renewal: true, Transport: req.Transport, Now: now,
+			Reported: rep, FirmwareMismatch: mismatch})
 		if err != nil {
 			return nil, err
 		}
@@ -387,7 +397,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("renew: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindRenew, serial, csrKey)
-		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "renew", req.Transport, func(tx store.Tx, d *device.Device) error {
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "renew", detail(req, idevid.Result{}, mismatch), rep, req, func(tx store.Tx, d *device.Device) error {
 			p, err := tx.Certificate(serial)
 			if err != nil {
 				return err
@@ -439,7 +449,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 // operation (mutate), the new certificate, the decision's state and zone,
 // pruning and the audit entry.
 func (s *Service) commitIssued(ctx context.Context, dev device.Device, rec device.Certificate, dec Decision, now time.Time,
-	op, auditDetail string, mutate func(tx store.Tx, d *device.Device) error) (device.Device, error) {
+	op, auditDetail string, rep device.Reported, req Request, mutate func(tx store.Tx, d *device.Device) error) (device.Device, error) {
 	var committed device.Device
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		d, err := tx.Device(dev.ID)
@@ -458,6 +468,10 @@ func (s *Service) commitIssued(ctx context.Context, dev device.Device, rec devic
 		if err := s.moveTo(&d, dec, now, op); err != nil {
 			return err
 		}
+		if !rep.Empty() {
+			d.Reported.FirmwareVersion, d.Reported.FirmwareSHA256 = rep.FirmwareVersion, rep.FirmwareSHA256
+		}
+		d.Reported.At, d.Reported.Remote = now, req.Remote
 		if err := prune(tx, d, now); err != nil {
 			return err
 		}
@@ -688,11 +702,15 @@ func find(certs []device.Certificate, serial string) *device.Certificate {
 	return nil
 }
 
-func detail(req Request, vr idevid.Result) string {
+func detail(req Request, vr idevid.Result, mismatch string) string {
+	d := req.Transport
 	if vr.Expired {
-		return req.Transport + " idevid-expired"
+		d += " idevid-expired"
 	}
-	return req.Transport
+	if mismatch != "" {
+		d += " firmware-mismatch: " + mismatch
+	}
+	return d
 }
 
 func chainError(err error) error {

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"math/big"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pkg/store/bolt"
@@ -343,6 +345,75 @@ func TestEnrollmentSemantics(t *testing.T) {
 		wantReason(t, err, ReasonDenied) // the builtin decider refuses expired IDevIDs
 		if d := f.device("SN3"); d.State != device.Denied {
 			t.Fatalf("state = %s, want denied", d.State)
+		}
+	})
+}
+
+func csrReporting(t *testing.T, k any, r devattr.Reported) []byte {
+	t.Helper()
+	exts, err := devattr.Extensions(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: exts}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func TestReportedFirmware(t *testing.T) {
+	const digest = "1111111111111111111111111111111111111111111111111111111111111111"
+	tests := []struct {
+		name     string
+		reported devattr.Reported
+		state    device.State
+		zone     string
+	}{
+		{"ok/matches-manifest", devattr.Reported{FirmwareVersion: "1.4.2", FirmwareSHA256: digest}, device.Onboarded, "default"},
+		{"ok/nothing-reported", devattr.Reported{}, device.Onboarded, "default"},
+		{"fail/other-version-quarantined", devattr.Reported{FirmwareVersion: "6.6.6", FirmwareSHA256: digest}, device.Quarantined, "quarantine"},
+		{"fail/other-digest-quarantined", devattr.Reported{FirmwareVersion: "1.4.2", FirmwareSHA256: strings.Repeat("2", 64)}, device.Quarantined, "quarantine"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t)
+			if err := f.st.Update(context.Background(), func(tx store.Tx) error {
+				d, err := tx.Device(device.ID("acme", "SN1"))
+				if err != nil {
+					return err
+				}
+				d.Provenance.FirmwareVersion, d.Provenance.FirmwareSHA256 = "1.4.2", digest
+				return tx.PutDevice(&d)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: csrReporting(t, newKey(t), tt.reported), Transport: "test", Remote: "192.0.2.1:5684"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := f.device("SN1")
+			if d.State != tt.state || d.Zone != tt.zone || res.Zone != tt.zone {
+				t.Fatalf("state %s zone %s, want %s %s (reason %q)", d.State, d.Zone, tt.state, tt.zone, d.Reason)
+			}
+			if d.Reported.FirmwareVersion != tt.reported.FirmwareVersion || d.Reported.FirmwareSHA256 != tt.reported.FirmwareSHA256 ||
+				d.Reported.Remote != "192.0.2.1:5684" {
+				t.Fatalf("reported = %+v", d.Reported)
+			}
+		})
+	}
+	t.Run("fail/malformed-attribute", func(t *testing.T) {
+		f := setup(t)
+		bad := []pkix.Extension{{Id: devattr.OIDFirmwareVersion, Value: []byte{0x30, 0x01}}}
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{ExtraExtensions: bad}, newKey(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := f.snapshot()
+		_, err = f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: der})
+		wantReason(t, err, ReasonMalformedCSR)
+		if after := f.snapshot(); after.stats != before.stats {
+			t.Fatal("registry changed")
 		}
 	})
 }
