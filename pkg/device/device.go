@@ -182,4 +182,6 @@ type Certificate struct {
 	Predecessor string    `cbor:"9,keyasint,omitempty" json:"predecessor,omitempty"`
 	StatusAt    time.Time `cbor:"10,keyasint,omitempty" json:"status_at,omitzero"`
 	Reason      string    `cbor:"11,keyasint,omitempty" json:"reason,omitempty"`
+	// SeenFrom is the endpoint the certificate last authenticated from.
+	SeenFrom string `cbor:"12,keyasint,omitempty" json:"seen_from,omitempty"`
 }

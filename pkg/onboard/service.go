@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -363,6 +364,20 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		case device.CertRevoked:
 			return nil, refuse(ReasonRevoked, "certificate %s was revoked: %s", serial, presented.Reason)
 		case device.CertSuperseded:
+			// A certificate that was in use, presented from one endpoint
+			// while its successor is in use from another: two LDevIDs of
+			// one device alive at once. A device that rebooted before it
+			// ever used a certificate cannot present it, so it is never
+			// taken for a clone.
+			if live := inUse(certs); presented.SeenFrom != "" && live != nil && live.Serial != serial &&
+				host(live.SeenFrom) != host(req.Remote) {
+				msg := fmt.Sprintf("clone suspected: LDevID %s presented from %s while %s is in use from %s",
+					serial, req.Remote, live.Serial, live.SeenFrom)
+				if err := s.suspectClone(ctx, dev.ID, msg, now); err != nil {
+					return nil, err
+				}
+				return nil, refuse(ReasonCloneSuspected, "two LDevIDs of this device are in use from different endpoints; device held for an operator")
+			}
 			return nil, refuse(ReasonNotCurrent, "certificate %s was superseded and may no longer renew", serial)
 		}
 		for i := range certs {
@@ -404,9 +419,10 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			}
 			if p.Status == device.CertIssued {
 				p.Status, p.StatusAt = device.CertInUse, now
-				if err := tx.PutCertificate(p); err != nil {
-					return err
-				}
+			}
+			p.SeenFrom = req.Remote
+			if err := tx.PutCertificate(p); err != nil {
+				return err
 			}
 			// The one certificate besides the presented one that could
 			// still renew: the unconfirmed current (when the previous
@@ -599,15 +615,7 @@ func (s *Service) refuseUnknown(ctx context.Context, mfr string, leaf *x509.Cert
 		if err == nil {
 			clone = true
 			msg := fmt.Sprintf("clone suspected: IDevID key %s.. from %s differs from the manifest", key[:16], req.Remote)
-			if next, err := device.Next(d.State, device.EvHold); err == nil && d.State != device.Held {
-				d.State, d.Reason, d.Cause, d.UpdatedAt = next, msg, "enroll", now
-				if err := tx.PutDevice(&d); err != nil {
-					return err
-				}
-			}
-			_, err = tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "enroll", DeviceID: id,
-				Outcome: string(ReasonCloneSuspected), Detail: msg})
-			return err
+			return holdAsClone(tx, d, msg, now)
 		}
 		_, err = tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "enroll", Outcome: string(ReasonUnknownDevice),
 			Detail: fmt.Sprintf("IDevID %q of %s key %s from %s in no manifest", serial, mfr, key, req.Remote)})
@@ -621,6 +629,45 @@ func (s *Service) refuseUnknown(ctx context.Context, mfr string, leaf *x509.Cert
 		return refuse(ReasonCloneSuspected, "serial %s is registered with another IDevID key; device held for an operator", serial)
 	}
 	return refuse(ReasonUnknownDevice, "no manifest lists this IDevID key (serial %s)", serial)
+}
+
+// suspectClone flags a device as a suspected clone and holds it.
+func (s *Service) suspectClone(ctx context.Context, id, msg string, now time.Time) error {
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		d, err := tx.Device(id)
+		if err != nil {
+			return err
+		}
+		return holdAsClone(tx, d, msg, now)
+	})
+	if err != nil {
+		return s.internal("clone: hold", err)
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, "clone suspected", slog.String("device", id), slog.String("why", msg))
+	return nil
+}
+
+// holdAsClone records a clone suspicion on d: flag, hold, audit.
+func holdAsClone(tx store.Tx, d device.Device, msg string, now time.Time) error {
+	d.Flags.Clone = msg
+	if next, err := device.Next(d.State, device.EvHold); err == nil {
+		d.State, d.Reason = next, msg
+	}
+	d.Cause, d.UpdatedAt = "clone-detection", now
+	if err := tx.PutDevice(&d); err != nil {
+		return err
+	}
+	_, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: "clone-suspected", DeviceID: d.ID,
+		Outcome: string(ReasonCloneSuspected), Detail: msg})
+	return err
+}
+
+// host returns the host part of a "host:port" endpoint.
+func host(endpoint string) string {
+	if h, _, err := net.SplitHostPort(endpoint); err == nil {
+		return h
+	}
+	return endpoint
 }
 
 // moveTo applies an allow or quarantine decision to d.

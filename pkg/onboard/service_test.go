@@ -534,6 +534,62 @@ func TestRenewalSemantics(t *testing.T) {
 	})
 }
 
+func TestCloneDetection(t *testing.T) {
+	renewFrom := func(f *fixture, c *x509.Certificate, remote string) (*Result, error) {
+		return f.svc.Renew(context.Background(), Request{Chain: []*x509.Certificate{c}, CSR: csrFor(t, newKey(t)), Remote: remote})
+	}
+	t.Run("fail/two-ldevids-in-use-from-different-endpoints", func(t *testing.T) {
+		f := setup(t)
+		a, err := f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: csrFor(t, newKey(t)), Remote: "192.0.2.1:1000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := renewFrom(f, a.Certificate, "192.0.2.1:1001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := renewFrom(f, b.Certificate, "192.0.2.1:1002"); err != nil {
+			t.Fatal(err)
+		}
+		// The first LDevID, in use before, now comes from elsewhere.
+		_, err = renewFrom(f, a.Certificate, "198.51.100.7:2000")
+		wantReason(t, err, ReasonCloneSuspected)
+		d := f.device("SN1")
+		if d.State != device.Held || d.Flags.Clone == "" {
+			t.Fatalf("device = %s, clone flag %q; want held and flagged", d.State, d.Flags.Clone)
+		}
+	})
+	t.Run("ok/same-endpoint-is-not-a-clone", func(t *testing.T) {
+		f := setup(t)
+		a, _ := f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: csrFor(t, newKey(t)), Remote: "192.0.2.1:1000"})
+		b, _ := renewFrom(f, a.Certificate, "192.0.2.1:1001")
+		if _, err := renewFrom(f, b.Certificate, "192.0.2.1:1002"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := renewFrom(f, a.Certificate, "192.0.2.1:1003")
+		wantReason(t, err, ReasonNotCurrent)
+		if d := f.device("SN1"); d.State != device.Onboarded || d.Flags.Clone != "" {
+			t.Fatalf("device = %s, flag %q", d.State, d.Flags.Clone)
+		}
+	})
+	t.Run("ok/reboot-mid-enrollment-is-not-a-clone", func(t *testing.T) {
+		f := setup(t)
+		a, _ := f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: csrFor(t, newKey(t)), Remote: "192.0.2.1:1000"})
+		b, err := f.svc.Enroll(context.Background(), Request{Chain: f.devs["SN1"].chain, CSR: csrFor(t, newKey(t)), Remote: "192.0.2.9:1000"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := renewFrom(f, b.Certificate, "192.0.2.9:1001"); err != nil {
+			t.Fatal(err)
+		}
+		_, err = renewFrom(f, a.Certificate, "198.51.100.7:2000")
+		wantReason(t, err, ReasonNotCurrent)
+		if d := f.device("SN1"); d.State != device.Onboarded || d.Flags.Clone != "" {
+			t.Fatalf("device = %s, flag %q", d.State, d.Flags.Clone)
+		}
+	})
+}
+
 func TestBadInput(t *testing.T) {
 	f := setup(t)
 	good, err := f.enroll(f.devs["SN4"], newKey(t))
