@@ -23,7 +23,7 @@ func commands() []command {
 		{"init", "init [--data DIR]", "create the data directory: configuration, root and intermediate CA", runInit},
 		{"serve", "serve [--data DIR] [--udp ADDR] [--tcp ADDR] [--log-level L]", "run the server (initialises an empty data directory)", runServe},
 		{"status", "status [--data DIR]", "show server and registry status", runStatus},
-		{"manufacturer", "manufacturer trust FILE | list", "trust a manufacturer from its trust bundle; list trusted ones", runManufacturer},
+		{"manufacturer", "manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", "trust a manufacturer; list; withdraw trust", runManufacturer},
 		{"provenance", "provenance import FILE | transfer ...", "import a signed manufacturer manifest; transfer ownership", runProvenance},
 		{"vuln", "vuln import FILE | list", "import CycloneDX SBOM/VEX documents; list vulnerability data", runVuln},
 		{"device", "device list [--state S] [--limit N] | show ID", "list devices or show one with its certificates", runDevice},

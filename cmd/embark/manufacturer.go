@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/url"
+
 	"fmt"
+	"github.com/embark-iot/embark/pkg/admin"
 	"io"
 	"net/http"
 	"os"
@@ -14,14 +18,19 @@ import (
 
 func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 	fs, data := newFlags("manufacturer")
+	reason := fs.String("reason", "", "why trust is withdrawn (distrust)")
+	key := fs.String("key", "", "withdraw only this manifest key (KeyID), after a compromise (distrust)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) == 2 && pos[0] == "distrust" {
+		return distrustManufacturer(ctx, *data, pos[1], *key, *reason, out)
+	}
 	trust := len(pos) == 2 && pos[0] == "trust"
 	list := len(pos) == 1 && pos[0] == "list"
 	if !trust && !list {
-		return fmt.Errorf("%w: manufacturer trust FILE | list", errUsage)
+		return fmt.Errorf("%w: manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", errUsage)
 	}
 	var bundle []byte
 	if trust {
@@ -59,4 +68,30 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return tw.Flush()
 	}
+}
+
+func distrustManufacturer(ctx context.Context, data, name, key, reason string, out io.Writer) error {
+	if reason == "" {
+		return fmt.Errorf("%w: manufacturer distrust NAME --reason R [--key KEYID]: a reason is required", errUsage)
+	}
+	cl, done, err := connect(ctx, data)
+	if err != nil {
+		return err
+	}
+	defer done()
+	path := "/v1/manufacturers/" + url.PathEscape(name) + "/distrust"
+	if key != "" {
+		path = "/v1/manufacturers/" + url.PathEscape(name) + "/keys/" + url.PathEscape(key) + "/distrust"
+	}
+	body, _ := json.Marshal(admin.DistrustRequest{Reason: reason})
+	var res provenance.DistrustResult
+	if err := cl.Do(ctx, http.MethodPost, path, body, &res); err != nil {
+		return err
+	}
+	what := "manufacturer " + res.Manufacturer
+	if res.Key != "" {
+		what = "manifest key " + res.Key + " of " + res.Manufacturer
+	}
+	fmt.Fprintf(out, "withdrew trust in %s; %d devices marked for re-evaluation\n", what, res.Marked)
+	return nil
 }

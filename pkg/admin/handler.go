@@ -54,6 +54,7 @@ func Handler(b Backend) http.Handler {
 	mux.HandleFunc("GET /v1/audit", h.audit)
 	h.registerVuln(mux)
 	h.registerTransfer(mux)
+	h.registerTrust(mux)
 	return mux
 }
 

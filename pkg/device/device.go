@@ -81,6 +81,9 @@ type Provenance struct {
 	OwnerKey string `cbor:"14,keyasint,omitempty" json:"owner_key,omitempty"`
 	// Transfers counts the ownership transfers accepted for the device.
 	Transfers uint32 `cbor:"15,keyasint,omitempty" json:"transfers,omitempty"`
+	// ManifestKey is the KeyID of the key that signed the manifest revision
+	// the device was last imported from.
+	ManifestKey string `cbor:"16,keyasint,omitempty" json:"manifest_key,omitempty"`
 }
 
 // Reported is what a device said about itself at its latest enrollment or

@@ -21,6 +21,12 @@ type Manufacturer struct {
 	ManifestRevision uint64    `cbor:"5,keyasint,omitempty" json:"manifest_revision"`
 	TrustedAt        time.Time `cbor:"6,keyasint" json:"trusted_at"`
 	Devices          uint64    `cbor:"7,keyasint,omitempty" json:"devices"`
+	// Distrusted, when set, says why the operator no longer trusts the
+	// manufacturer: its IDevIDs no longer verify and its manifests are refused.
+	Distrusted   string    `cbor:"8,keyasint,omitempty" json:"distrusted,omitempty"`
+	DistrustedAt time.Time `cbor:"9,keyasint,omitempty" json:"distrusted_at,omitzero"`
+	// RevokedKeys are the KeyIDs of manifest keys withdrawn after a compromise.
+	RevokedKeys []string `cbor:"10,keyasint,omitempty" json:"revoked_keys,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,62}$`)

@@ -92,6 +92,8 @@ func TestVerify(t *testing.T) {
 		{"fail/expired-intermediate", []device.Manufacturer{mfr}, nil, []*x509.Certificate{underExpired.cert, expiredInter.cert}, ErrExpired, false},
 		{"fail/ca-as-leaf", []device.Manufacturer{mfr}, nil, []*x509.Certificate{caLeaf.cert, inter.cert}, ErrNotDeviceCert, false},
 		{"fail/no-manufacturers", nil, nil, []*x509.Certificate{good.cert, inter.cert}, ErrUntrusted, false},
+		{"fail/distrusted-manufacturer", []device.Manufacturer{{Name: "acme", Roots: [][]byte{root.cert.Raw}, Distrusted: "CA key leaked"}}, nil,
+			[]*x509.Certificate{good.cert, inter.cert}, ErrUntrusted, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
