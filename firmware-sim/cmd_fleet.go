@@ -29,6 +29,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.DurationVar(&o.Timeout, "timeout", fleet.DefaultTimeout, "bound of one handshake and of one request")
 	fs.Float64Var(&o.Rate, "rate", 0, "devices started per second (default: as fast as --concurrency allows)")
 	fs.Float64Var(&o.Loss, "loss", 0, "fraction of answers a device drops and asks again for, in [0, 1)")
+	fs.StringVar(&o.FirmwareVersion, "firmware", "", "firmware version every device reports instead of the factory's (simulates changed firmware)")
 	fs.StringVar(&o.StateFile, "state", "", "write each enrolled device's serial, LDevID key and certificate to this JSON-lines file")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulator to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")

@@ -33,6 +33,9 @@ type Device struct {
 	Chain []*x509.Certificate
 	// KeyPEM is Key as a PKCS#8 PEM block; CertPEM is Chain as PEM blocks.
 	KeyPEM, CertPEM []byte
+	// FirmwareVersion and FirmwareSHA256 are the firmware the device runs
+	// and reports when it enrolls (empty in files from older factories).
+	FirmwareVersion, FirmwareSHA256 string
 }
 
 // deviceRecord is one line of devices.jsonl.
@@ -40,6 +43,9 @@ type deviceRecord struct {
 	Serial string `json:"serial"`
 	Key    string `json:"key"`
 	Cert   string `json:"cert"`
+	// The firmware the device runs, as it will report it.
+	FirmwareVersion string `json:"firmware_version,omitempty"`
+	FirmwareSHA256  string `json:"firmware_sha256,omitempty"`
 }
 
 // maxLine bounds one line of devices.jsonl.
@@ -145,7 +151,8 @@ func parseDevice(line []byte, parsed map[string]*x509.Certificate) (Device, erro
 	case chain[0].Subject.SerialNumber != rec.Serial:
 		return Device{}, fmt.Errorf("%w: serial %q: IDevID is for %q", ErrMalformed, rec.Serial, chain[0].Subject.SerialNumber)
 	}
-	return Device{Serial: rec.Serial, Key: key, Chain: chain, KeyPEM: []byte(rec.Key), CertPEM: []byte(rec.Cert)}, nil
+	return Device{Serial: rec.Serial, Key: key, Chain: chain, KeyPEM: []byte(rec.Key), CertPEM: []byte(rec.Cert),
+		FirmwareVersion: rec.FirmwareVersion, FirmwareSHA256: rec.FirmwareSHA256}, nil
 }
 
 // WriteDeviceFiles writes d's certificate chain to dir/cert.pem (IDevID then
@@ -222,7 +229,8 @@ func (a *authority) mintDevice(serial string, notBefore, notAfter time.Time, ent
 		return minted{}, err
 	}
 	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), a.interPEM...)
-	line, err := json.Marshal(deviceRecord{Serial: serial, Key: string(kp), Cert: string(chain)})
+	line, err := json.Marshal(deviceRecord{Serial: serial, Key: string(kp), Cert: string(chain),
+		FirmwareVersion: entry.FirmwareVersion, FirmwareSHA256: entry.FirmwareSHA256})
 	if err != nil {
 		return minted{}, err
 	}

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+
+	"github.com/embark-iot/embark/pkg/devattr"
 )
 
 // simDevice is one simulated device: its factory identity, the key pairs
@@ -18,6 +20,8 @@ import (
 type simDevice struct {
 	serial string
 	idevid tls.Certificate
+	// firmware is what the device reports in its CSRs.
+	firmware devattr.Reported
 
 	enrollKey *ecdsa.PrivateKey
 	enrollCSR []byte
@@ -31,14 +35,19 @@ type simDevice struct {
 }
 
 // newCSR makes a P-256 key pair and a DER CSR for it with subject
-// CN=serial and nothing else.
-func newCSR(serial string) (*ecdsa.PrivateKey, []byte, error) {
+// CN=serial and the firmware the device reports (package devattr).
+func newCSR(serial string, fw devattr.Reported) (*ecdsa.PrivateKey, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fleet: key for %s: %w", serial, err)
 	}
+	exts, err := devattr.Extensions(fw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fleet: csr for %s: %w", serial, err)
+	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: serial},
+		Subject:         pkix.Name{CommonName: serial},
+		ExtraExtensions: exts,
 	}, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fleet: csr for %s: %w", serial, err)
@@ -59,12 +68,12 @@ func prepare(ctx context.Context, devs []*simDevice, renew bool) error {
 			defer wg.Done()
 			for d := range next {
 				var err error
-				if d.enrollKey, d.enrollCSR, err = newCSR(d.serial); err != nil {
+				if d.enrollKey, d.enrollCSR, err = newCSR(d.serial, d.firmware); err != nil {
 					errs <- err
 					return
 				}
 				if renew {
-					if d.renewKey, d.renewCSR, err = newCSR(d.serial); err != nil {
+					if d.renewKey, d.renewCSR, err = newCSR(d.serial, d.firmware); err != nil {
 						errs <- err
 						return
 					}

@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"github.com/embark-iot/embark/pkg/devattr"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,7 +13,7 @@ import (
 )
 
 func TestNewCSR(t *testing.T) {
-	key, der, err := newCSR("SN-000042")
+	key, der, err := newCSR("SN-000042", devattr.Reported{FirmwareVersion: "1.4.2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,8 +31,12 @@ func TestNewCSR(t *testing.T) {
 	if csr.Subject.String() != "CN=SN-000042" {
 		t.Fatalf("subject = %q, want CN=SN-000042 and nothing else", csr.Subject)
 	}
-	if len(csr.Extensions) != 0 || len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.URIs)+len(csr.EmailAddresses) != 0 {
-		t.Fatal("CSR carries extensions or names beyond the subject")
+	if len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.URIs)+len(csr.EmailAddresses) != 0 {
+		t.Fatal("CSR carries names beyond the subject")
+	}
+	// The only extension is the reported firmware.
+	if got, err := devattr.FromCSR(csr); err != nil || got.FirmwareVersion != "1.4.2" || len(csr.Extensions) != 1 {
+		t.Fatalf("reported firmware = %+v, %v (%d extensions)", got, err, len(csr.Extensions))
 	}
 }
 

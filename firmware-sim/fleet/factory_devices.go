@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/embark-iot/embark/firmware-sim/factory"
+	"github.com/embark-iot/embark/pkg/devattr"
 )
 
 // loadDevices reads the factory's devices.jsonl and keeps the first count
@@ -34,8 +35,9 @@ func loadDevices(dir string, count int) ([]*simDevice, error) {
 			raw[j] = c.Raw
 		}
 		out[i] = &simDevice{
-			serial: d.Serial,
-			idevid: tls.Certificate{Certificate: raw, PrivateKey: d.Key, Leaf: d.Chain[0]},
+			serial:   d.Serial,
+			idevid:   tls.Certificate{Certificate: raw, PrivateKey: d.Key, Leaf: d.Chain[0]},
+			firmware: devattr.Reported{FirmwareVersion: d.FirmwareVersion, FirmwareSHA256: d.FirmwareSHA256},
 		}
 	}
 	return out, nil

@@ -57,6 +57,10 @@ type Options struct {
 	Rate float64
 	// Loss is the fraction of answers a device drops, in [0, 1).
 	Loss float64
+	// FirmwareVersion, if set, is the firmware version every device
+	// reports instead of the one the factory installed (and no digest):
+	// devices whose firmware was changed since they left the factory.
+	FirmwareVersion string
 }
 
 // withDefaults fills in defaults and checks what cannot work.

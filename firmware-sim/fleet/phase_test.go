@@ -1,6 +1,8 @@
 package fleet
 
 import (
+	"github.com/embark-iot/embark/pkg/devattr"
+
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -32,11 +34,11 @@ func testRunner(p *esttest.PKI, o Options) *runner {
 func TestVerifyIssued(t *testing.T) {
 	p := testPKI(t)
 	r := testRunner(p, Options{})
-	key, _, err := newCSR("SN-1")
+	key, _, err := newCSR("SN-1", devattr.Reported{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, _, err := newCSR("SN-1")
+	other, _, err := newCSR("SN-1", devattr.Reported{})
 	if err != nil {
 		t.Fatal(err)
 	}

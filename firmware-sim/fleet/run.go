@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
+	"github.com/embark-iot/embark/pkg/devattr"
 )
 
 // Phase names.
@@ -46,6 +47,12 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 	devs, err := loadDevices(o.FactoryDir, o.Count)
 	if err != nil {
 		return nil, err
+	}
+	if o.FirmwareVersion != "" {
+		// Devices running other firmware than the factory installed.
+		for _, d := range devs {
+			d.firmware = devattr.Reported{FirmwareVersion: o.FirmwareVersion}
+		}
 	}
 	if err := prepare(ctx, devs, o.Renew); err != nil {
 		return nil, err
