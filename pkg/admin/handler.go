@@ -16,6 +16,7 @@ import (
 	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/manifest"
+	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/provenance"
 	"github.com/embark-iot/embark/pkg/store"
 )
@@ -33,6 +34,9 @@ type Backend struct {
 	Status func() map[string]any
 	Clock  func() time.Time
 	Logger *slog.Logger
+	// Owner is the operator's owner identity: it signs the transfer
+	// records of devices sold on and accepts those of devices bought.
+	Owner *owner.Identity
 }
 
 // Handler returns the admin API over b.

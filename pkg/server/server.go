@@ -180,6 +180,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		Status:       s.status,
 		Clock:        s.clock,
 		Logger:       s.log,
+		Owner:        s.owner,
 	})
 	return s, nil
 }

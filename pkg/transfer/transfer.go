@@ -137,7 +137,7 @@ func Create(ctx context.Context, st store.Store, seller *owner.Identity, deviceI
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("transfer: create %s: %w", id, err)
+			return nil, fmt.Errorf("create %s: %w", id, err)
 		}
 		return exp, nil
 	}
@@ -288,7 +288,7 @@ func Accept(ctx context.Context, st store.Store, buyer *owner.Identity, file []b
 		return err
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("transfer: accept %s: %w", id, err)
+		return Result{}, fmt.Errorf("accept %s: %w", id, err)
 	}
 	return res, nil
 }
@@ -411,7 +411,7 @@ func Chain(ctx context.Context, st store.Store, deviceID string) ([][]byte, erro
 		return nil, fmt.Errorf("%w: %s", ErrUnknownDevice, id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("transfer: chain of %s: %w", id, err)
+		return nil, fmt.Errorf("chain of %s: %w", id, err)
 	}
 	return chain, nil
 }
