@@ -30,6 +30,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime 60s ./pkg/manifest/
 	$(GO) test -run XXX -fuzz FuzzParsePublicKey -fuzztime 30s ./pkg/hybridsig/
 	$(GO) test -run XXX -fuzz FuzzParseCSR -fuzztime 30s ./pkg/onboard/
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./pkg/vuln/
 
 bench: build
 	$(GO) test -run XXX -bench . -benchmem ./pkg/... ./pki/...

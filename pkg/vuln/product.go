@@ -14,7 +14,7 @@ const (
 	// MaxPartLen bounds a product's model and firmware version, in bytes.
 	MaxPartLen = 64
 	// MaxRefLen bounds a component purl or bom-ref, in bytes.
-	MaxRefLen = 512
+	MaxRefLen = 384
 	// MaxIDLen bounds a vulnerability identifier, in bytes.
 	MaxIDLen = 64
 )
