@@ -7,11 +7,10 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"fmt"
-	"strings"
 
 	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/provenance"
 )
 
 // MaxCSRSize bounds the CSR a device may send. A P-256 CSR is ~250 bytes;
@@ -54,14 +53,7 @@ func reportedBy(csr *x509.CertificateRequest, p device.Provenance) (device.Repor
 		return device.Reported{}, "", refuseErr(ReasonMalformedCSR, err, "%v", err)
 	}
 	rep := device.Reported{FirmwareVersion: r.FirmwareVersion, FirmwareSHA256: r.FirmwareSHA256}
-	var diffs []string
-	if r.FirmwareVersion != "" && p.FirmwareVersion != "" && r.FirmwareVersion != p.FirmwareVersion {
-		diffs = append(diffs, fmt.Sprintf("version %q, manifest %q", r.FirmwareVersion, p.FirmwareVersion))
-	}
-	if r.FirmwareSHA256 != "" && p.FirmwareSHA256 != "" && r.FirmwareSHA256 != p.FirmwareSHA256 {
-		diffs = append(diffs, fmt.Sprintf("digest %.16s.., manifest %.16s..", r.FirmwareSHA256, p.FirmwareSHA256))
-	}
-	return rep, strings.Join(diffs, "; "), nil
+	return rep, provenance.FirmwareMismatch(p, rep), nil
 }
 
 // keyFingerprint is the lower-case hex SHA-256 of a SubjectPublicKeyInfo.

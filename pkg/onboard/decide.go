@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/provenance"
 )
 
 // Action is what a decision says to do with a device.
@@ -34,7 +35,11 @@ type Input struct {
 	// FirmwareMismatch explains how the reported firmware differs from the
 	// manifest; empty when it matches or nothing was reported.
 	FirmwareMismatch string
-	Now              time.Time
+	// Facts is the device's provenance view (manufacturer trust, owner,
+	// firmware, open vulnerabilities, flags, data versions) as read in the
+	// same transaction as the device.
+	Facts provenance.View
+	Now   time.Time
 }
 
 // Decision is a Decider's answer.

@@ -15,6 +15,7 @@ import (
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/idevid"
 	"github.com/embark-iot/embark/pkg/owner"
+	"github.com/embark-iot/embark/pkg/provenance"
 	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pki"
 )
@@ -211,12 +212,16 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var dev device.Device
 		var certs []device.Certificate
+		var facts provenance.View
 		err := s.store.View(ctx, func(r store.Reader) error {
 			var err error
 			if dev, err = r.DeviceByIDevIDKey(idevKey); err != nil {
 				return err
 			}
-			certs, err = r.CertificatesOf(dev.ID)
+			if certs, err = r.CertificatesOf(dev.ID); err != nil {
+				return err
+			}
+			facts, err = provenance.Facts(r, dev.ID, s.owner)
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -256,7 +261,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			return nil, &Error{Reason: ReasonHeld, Msg: "device re-onboarding waits for an operator's approval", RetryAfter: s.holdRetry}
 		}
 		dec, err := s.decide(ctx, Input{Device: dev, Transport: req.Transport, IDevIDExpired: vr.Expired, Now: now,
-			Reported: rep, FirmwareMismatch: mismatch})
+			Reported: rep, FirmwareMismatch: mismatch, Facts: facts})
 		if err != nil {
 			return nil, err
 		}
@@ -271,7 +276,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("enroll: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindEnroll, "", csrKey)
-		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "enroll", detail(req, vr, mismatch), rep, req, func(tx store.Tx, d *device.Device) error {
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "enroll", detail(req, vr, mismatch, facts), rep, req, func(tx store.Tx, d *device.Device) error {
 			// A new enrollment replaces every certificate still usable.
 			all, err := tx.CertificatesOf(d.ID)
 			if err != nil {
@@ -340,6 +345,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		var dev device.Device
 		var presented device.Certificate
 		var certs []device.Certificate
+		var facts provenance.View
 		err := s.store.View(ctx, func(r store.Reader) error {
 			var err error
 			if presented, err = r.Certificate(serial); err != nil {
@@ -348,7 +354,10 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			if dev, err = r.Device(presented.DeviceID); err != nil {
 				return err
 			}
-			certs, err = r.CertificatesOf(dev.ID)
+			if certs, err = r.CertificatesOf(dev.ID); err != nil {
+				return err
+			}
+			facts, err = provenance.Facts(r, dev.ID, s.owner)
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -397,7 +406,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			return nil, refuse(ReasonNotCurrent, "certificate %s is neither the current LDevID nor its unconfirmed predecessor", serial)
 		}
 		dec, err := s.decide(ctx, Input{Device: dev, Renewal: true, Transport: req.Transport, Now: now,
-			Reported: rep, FirmwareMismatch: mismatch})
+			Reported: rep, FirmwareMismatch: mismatch, Facts: facts})
 		if err != nil {
 			return nil, err
 		}
@@ -412,7 +421,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			return nil, s.internal("renew: issue", err)
 		}
 		rec := certRecord(cert, dev.ID, device.KindRenew, serial, csrKey)
-		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "renew", detail(req, idevid.Result{}, mismatch), rep, req, func(tx store.Tx, d *device.Device) error {
+		committed, err := s.commitIssued(ctx, dev, rec, dec, now, "renew", detail(req, idevid.Result{}, mismatch, facts), rep, req, func(tx store.Tx, d *device.Device) error {
 			p, err := tx.Certificate(serial)
 			if err != nil {
 				return err
@@ -749,8 +758,10 @@ func find(certs []device.Certificate, serial string) *device.Certificate {
 	return nil
 }
 
-func detail(req Request, vr idevid.Result, mismatch string) string {
-	d := req.Transport
+// detail is the audit detail of a decision: the transport, the facts it
+// rested on, and the versions of the data they came from.
+func detail(req Request, vr idevid.Result, mismatch string, facts provenance.View) string {
+	d := fmt.Sprintf("%s data: manifest r%d vuln v%d", req.Transport, facts.DataVersions.ManifestRevision, facts.DataVersions.VulnData)
 	if vr.Expired {
 		d += " idevid-expired"
 	}

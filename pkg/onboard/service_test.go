@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/store"
@@ -243,6 +244,19 @@ func TestEnrollIssuesLDevID(t *testing.T) {
 	}
 	if res.Replayed {
 		t.Fatal("first enrollment marked replayed")
+	}
+	// The decision's audit entry names the data versions it rested on.
+	var last audit.Entry
+	if err := f.st.View(context.Background(), func(r store.Reader) error {
+		var err error
+		last, err = r.LastAudit()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if last.Action != "enroll" || last.Cert != SerialHex(c) || !strings.Contains(last.Detail, "data: manifest r0 vuln v0") ||
+		last.Policy != "builtin/allow-known" {
+		t.Fatalf("audit entry = %+v", last)
 	}
 }
 
