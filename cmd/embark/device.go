@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/provenance"
 )
 
 func runDevice(ctx context.Context, args []string, out io.Writer) error {
@@ -40,12 +41,20 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	if err := cl.Do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(pos[1]), nil, &d); err != nil {
 		return err
 	}
+	var v provenance.View
+	if err := cl.Do(ctx, http.MethodGet, "/v1/devices/"+url.PathEscape(pos[1])+"/provenance", nil, &v); err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(d)
+		return enc.Encode(struct {
+			admin.DeviceDetail
+			Provenance provenance.View `json:"provenance"`
+		}{d, v})
 	}
 	printDevice(out, d)
+	printView(out, v)
 	return nil
 }
 
@@ -141,4 +150,52 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// printView prints the provenance view: what the supply chain says.
+func printView(out io.Writer, v provenance.View) {
+	fmt.Fprintln(out, "\nprovenance:")
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, dash(v)) }
+	trust := "trusted"
+	if !v.Manufacturer.Trusted {
+		trust = "NOT trusted: " + v.Manufacturer.Distrusted
+	}
+	row("manufacturer", v.Manufacturer.Name+" ("+trust+")")
+	row("firmware recorded", v.Firmware.RecordedVersion+" sha256:"+short(v.Firmware.RecordedSHA256))
+	if rep := v.Firmware.Reported; !rep.Empty() {
+		row("firmware reported", rep.FirmwareVersion+" sha256:"+short(rep.FirmwareSHA256)+" from "+rep.Remote)
+	} else {
+		row("firmware reported", "")
+	}
+	if v.Firmware.Mismatch != "" {
+		row("FIRMWARE MISMATCH", v.Firmware.Mismatch)
+	}
+	ours := "another owner"
+	if v.Owner.Ours {
+		ours = "this operator"
+	}
+	o := v.Owner.Name
+	if v.Owner.Key != "" {
+		o += " key " + short(v.Owner.Key)
+	}
+	row("owner", fmt.Sprintf("%s (%s, %d transfers)", o, ours, v.Owner.Transfers))
+	row("sbom", fmt.Sprintf("%s, %d components", dash(v.SBOM.Ref), len(v.SBOM.Components)))
+	row("vulnerabilities", fmt.Sprintf("%d open, max CVSS %.1f", len(v.Vulns.Open), v.Vulns.MaxCVSS))
+	if r := v.Vulns.Reported; r != nil {
+		row("  of reported "+r.FirmwareVersion, fmt.Sprintf("%d open, max CVSS %.1f", len(r.Open), r.MaxCVSS))
+	}
+	row("clone", v.Flags.Clone)
+	row("re-evaluate", v.Flags.Reevaluate)
+	row("data versions", fmt.Sprintf("manifest r%d (key %s), vulnerability data v%d",
+		v.DataVersions.ManifestRevision, short(v.DataVersions.ManifestKey), v.DataVersions.VulnData))
+	tw.Flush()
+	if len(v.Vulns.Open) > 0 {
+		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  VULNERABILITY\tSTATE\tCVSS\tFIXED IN\tVIA")
+		for _, f := range v.Vulns.Open {
+			fmt.Fprintf(tw, "  %s\t%s\t%.1f\t%s\t%s\n", f.ID, f.State, f.CVSS, dash(f.FixedIn), f.Via)
+		}
+		tw.Flush()
+	}
 }

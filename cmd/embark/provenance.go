@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 
 	"github.com/embark-iot/embark/pkg/provenance"
@@ -22,7 +21,14 @@ func runProvenance(ctx context.Context, args []string, out io.Writer) error {
 	if len(pos) != 2 || pos[0] != "import" {
 		return fmt.Errorf("%w: provenance import FILE", errUsage)
 	}
-	b, err := os.ReadFile(pos[1])
+	// The file streams to the server: a manifest of 100,000 devices is
+	// about 65 MB.
+	f, err := os.Open(pos[1])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
@@ -32,7 +38,7 @@ func runProvenance(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer done()
 	var res provenance.ImportResult
-	if err := cl.Do(ctx, http.MethodPost, "/v1/manifests", b, &res); err != nil {
+	if err := cl.Upload(ctx, "/v1/manifests", f, fi.Size(), &res); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "imported %s manifest revision %d: %d devices (%d new, %d updated), signed by %s\n",

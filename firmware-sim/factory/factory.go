@@ -157,6 +157,9 @@ func run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if prev != nil {
+		defer prev.Close()
+	}
 	if !reused {
 		if auth, err = newAuthority(o.Manufacturer, now); err != nil {
 			return nil, err
@@ -165,18 +168,31 @@ func run(ctx context.Context, o Options) (*Result, error) {
 	revision := o.Revision
 	switch {
 	case revision == 0 && prev != nil:
-		revision = prev.Revision + 1
+		revision = prev.Header().Revision + 1
 	case revision == 0:
 		revision = 1
-	case prev != nil && revision <= prev.Revision:
-		return nil, fmt.Errorf("%w: revision %d is not above the existing manifest's %d", ErrOptions, revision, prev.Revision)
+	case prev != nil && revision <= prev.Header().Revision:
+		return nil, fmt.Errorf("%w: revision %d is not above the existing manifest's %d", ErrOptions, revision, prev.Header().Revision)
 	}
-	var entries []manifest.Entry
-	if prev != nil {
-		entries = prev.Devices
-	}
-	if o.Count == 0 && len(entries) == 0 {
+	if o.Count == 0 && prev == nil {
 		return nil, fmt.Errorf("%w: no devices to list", ErrOptions)
+	}
+
+	// The manifest is built one entry at a time in a temporary file: the
+	// earlier devices as they were, then the new ones as they are minted.
+	mw, err := manifest.NewWriter(o.Out, manifest.Header{Manufacturer: auth.manufacturer, Revision: revision, IssuedAt: now})
+	if err != nil {
+		return nil, err
+	}
+	defer mw.Close()
+	next := 1
+	if prev != nil {
+		if err := prev.Entries(func(_ int, e manifest.Entry) error {
+			next = max(next, nextIndex(e.Serial, o.SerialPrefix))
+			return mw.Add(e)
+		}); err != nil {
+			return nil, err
+		}
 	}
 
 	devices, err := createPending(filepath.Join(o.Out, DevicesFile), 0o600)
@@ -189,19 +205,30 @@ func run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	next := nextIndex(entries, o.SerialPrefix)
-	newEntries, err := mint(ctx, auth, &o, now, next, devices.f)
+	minted, err := mint(ctx, auth, &o, now, next, devices.f, mw.Add)
 	if err != nil {
 		return nil, err
 	}
 	if err := devices.finish(); err != nil {
 		return nil, err
 	}
-	entries = append(entries, newEntries...)
 
-	m := &manifest.Manifest{Manufacturer: auth.manufacturer, Revision: revision, IssuedAt: now, Devices: entries}
-	env, err := manifest.Sign(m, auth.signer)
+	env, err := createPending(filepath.Join(o.Out, ManifestFile), 0o644)
 	if err != nil {
+		return nil, err
+	}
+	defer env.discard()
+	bw := bufio.NewWriterSize(env.f, 256<<10)
+	if _, err := mw.SignTo(bw, auth.signer); err != nil {
+		return nil, err
+	}
+	if err := bw.WriteByte('\n'); err != nil {
+		return nil, err
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, fmt.Errorf("write %s: %w", ManifestFile, err)
+	}
+	if err := env.finish(); err != nil {
 		return nil, err
 	}
 	tb, err := manifest.NewTrustBundle(auth.manufacturer, []*x509.Certificate{auth.root}, []*x509.Certificate{auth.inter},
@@ -235,7 +262,7 @@ func run(ctx context.Context, o Options) (*Result, error) {
 	if err := devices.commit(); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(o.Out, ManifestFile), append(env, '\n'), 0o644); err != nil {
+	if err := env.commit(); err != nil {
 		return nil, err
 	}
 	if err := syncDir(o.Out); err != nil {
@@ -245,24 +272,24 @@ func run(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{
 		Dir:           o.Out,
 		Manufacturer:  auth.manufacturer,
-		Devices:       len(newEntries),
-		Total:         len(entries),
+		Devices:       minted.count,
+		Total:         mw.Len(),
 		Revision:      revision,
 		ReusedCA:      reused,
 		ManifestKeyID: auth.signer.Public().KeyID(),
 		Elapsed:       o.Clock().Sub(start),
-	}
-	if len(newEntries) > 0 {
-		res.FirstSerial, res.LastSerial = newEntries[0].Serial, newEntries[len(newEntries)-1].Serial
+		FirstSerial:   minted.first,
+		LastSerial:    minted.last,
 	}
 	return res, nil
 }
 
-// loadExisting returns the manifest already in dir, checked against auth and
-// devices.jsonl, or nil if there is none.
-func loadExisting(dir string, auth *authority) (*manifest.Manifest, error) {
+// loadExisting checks the manifest already in dir against auth and
+// devices.jsonl and returns it, or nil if there is none. The caller closes
+// it.
+func loadExisting(dir string, auth *authority) (*manifest.Stream, error) {
 	mPath, dPath := filepath.Join(dir, ManifestFile), filepath.Join(dir, DevicesFile)
-	env, err := os.ReadFile(mPath)
+	f, err := os.Open(mPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		if _, err := os.Stat(dPath); err == nil {
 			return nil, fmt.Errorf("%w: %s without %s", ErrInconsistent, DevicesFile, ManifestFile)
@@ -272,16 +299,24 @@ func loadExisting(dir string, auth *authority) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close()
 	if auth == nil {
 		return nil, fmt.Errorf("%w: %s without a manufacturer CA", ErrInconsistent, ManifestFile)
 	}
 	pub := auth.signer.Public()
-	m, err := manifest.Open(env, func(id string) (*hybridsig.PublicKey, bool) { return pub, id == pub.KeyID() })
+	m, err := manifest.VerifyReader(f, func(id string) (*hybridsig.PublicKey, bool) { return pub, id == pub.KeyID() },
+		manifest.WithTempDir(dir))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInconsistent, ManifestFile, err)
 	}
-	if m.Manufacturer != auth.manufacturer {
-		return nil, fmt.Errorf("%w: %s is for %q, the CA for %q", ErrInconsistent, ManifestFile, m.Manufacturer, auth.manufacturer)
+	ok := false
+	defer func() {
+		if !ok {
+			m.Close()
+		}
+	}()
+	if h := m.Header(); h.Manufacturer != auth.manufacturer {
+		return nil, fmt.Errorf("%w: %s is for %q, the CA for %q", ErrInconsistent, ManifestFile, h.Manufacturer, auth.manufacturer)
 	}
 	serials, err := readSerials(dPath)
 	if err != nil {
@@ -290,38 +325,49 @@ func loadExisting(dir string, auth *authority) (*manifest.Manifest, error) {
 		}
 		return nil, err
 	}
-	if len(serials) != len(m.Devices) {
-		return nil, fmt.Errorf("%w: %s lists %d devices, %s %d", ErrInconsistent, DevicesFile, len(serials), ManifestFile, len(m.Devices))
+	if len(serials) != m.Len() {
+		return nil, fmt.Errorf("%w: %s lists %d devices, %s %d", ErrInconsistent, DevicesFile, len(serials), ManifestFile, m.Len())
 	}
-	for i, s := range serials {
-		if m.Devices[i].Serial != s {
-			return nil, fmt.Errorf("%w: line %d of %s is %q, device %d of %s %q",
-				ErrInconsistent, i+1, DevicesFile, s, i, ManifestFile, m.Devices[i].Serial)
+	if err := m.Entries(func(i int, e manifest.Entry) error {
+		if e.Serial != serials[i] {
+			return fmt.Errorf("%w: line %d of %s is %q, device %d of %s %q",
+				ErrInconsistent, i+1, DevicesFile, serials[i], i, ManifestFile, e.Serial)
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	ok = true
 	return m, nil
 }
 
-// nextIndex returns the number after the highest serial "<prefix><digits>".
-func nextIndex(entries []manifest.Entry, prefix string) int {
-	next := 1
-	for _, e := range entries {
-		rest, ok := strings.CutPrefix(e.Serial, prefix)
-		if !ok || rest == "" || strings.TrimLeft(rest, "0123456789") != "" {
-			continue
-		}
-		if n, err := strconv.Atoi(rest); err == nil && n >= next {
-			next = n + 1
-		}
+// nextIndex returns the number after serial if it is "<prefix><digits>",
+// or 1.
+func nextIndex(serial, prefix string) int {
+	rest, ok := strings.CutPrefix(serial, prefix)
+	if !ok || rest == "" || strings.TrimLeft(rest, "0123456789") != "" {
+		return 1
 	}
-	return next
+	n, err := strconv.Atoi(rest)
+	if err != nil {
+		return 1
+	}
+	return n + 1
 }
 
-// mint makes o.Count devices numbered from first, writes their lines to w in
-// order and returns their manifest entries.
-func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first int, w io.Writer) ([]manifest.Entry, error) {
+// mintedRange says what mint made.
+type mintedRange struct {
+	count       int
+	first, last string // serials
+}
+
+// mint makes o.Count devices numbered from first, writes their lines to w
+// and hands their manifest entries to add, both in order.
+func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first int, w io.Writer,
+	add func(manifest.Entry) error) (mintedRange, error) {
+	var out mintedRange
 	if o.Count == 0 {
-		return nil, nil
+		return out, nil
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -387,7 +433,6 @@ func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first
 	}()
 
 	bw := bufio.NewWriterSize(w, 256<<10)
-	entries := make([]manifest.Entry, o.Count)
 	pending := make(map[int]minted)
 	done := 0
 	var firstErr error
@@ -412,7 +457,15 @@ func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first
 				cancel()
 				break
 			}
-			entries[done] = m.entry
+			if err := add(m.entry); err != nil {
+				firstErr = err
+				cancel()
+				break
+			}
+			if done == 0 {
+				out.first = m.entry.Serial
+			}
+			out.last = m.entry.Serial
 			done++
 			if o.Progress != nil {
 				o.Progress(done, o.Count)
@@ -420,18 +473,19 @@ func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first
 		}
 	}
 	if firstErr != nil {
-		return nil, firstErr
+		return out, firstErr
 	}
 	if done != o.Count {
 		if err := context.Cause(ctx); err != nil {
-			return nil, err
+			return out, err
 		}
-		return nil, fmt.Errorf("minted %d of %d devices", done, o.Count)
+		return out, fmt.Errorf("minted %d of %d devices", done, o.Count)
 	}
 	if err := bw.Flush(); err != nil {
-		return nil, err
+		return out, err
 	}
-	return entries, nil
+	out.count = done
+	return out, nil
 }
 
 func copyFile(w io.Writer, path string) error {

@@ -59,6 +59,7 @@ func Handler(b Backend) http.Handler {
 	h.registerVuln(mux)
 	h.registerTransfer(mux)
 	h.registerTrust(mux)
+	h.registerView(mux)
 	return mux
 }
 
@@ -222,14 +223,21 @@ func (h *handler) trust(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// importManifest streams the request body into the import: a manifest of
+// 100,000 devices (about 65 MB) is never held in memory.
 func (h *handler) importManifest(w http.ResponseWriter, r *http.Request) {
-	body, ok := h.read(w, r)
-	if !ok {
-		return
-	}
-	res, err := provenance.ImportManifest(r.Context(), h.b.Store, body, actor(r), h.b.Clock())
+	body := http.MaxBytesReader(w, r.Body, MaxUpload)
+	res, err := provenance.ImportManifestFrom(r.Context(), h.b.Store, body, actor(r), h.b.Clock())
 	if err != nil {
-		h.fail(w, err)
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			writeJSON(w, http.StatusRequestEntityTooLarge, Error{Error: fmt.Sprintf("body exceeds %d bytes", MaxUpload)})
+		case errors.Is(err, manifest.ErrRead):
+			h.bad(w, "read body: "+err.Error())
+		default:
+			h.fail(w, err)
+		}
 		return
 	}
 	h.b.Logger.Info("manifest imported", slog.String("manufacturer", res.Manufacturer),

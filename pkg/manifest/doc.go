@@ -39,6 +39,27 @@
 // and field). Signatures by keys the caller does not know are ignored, so a
 // manufacturer can sign with an old and a new key while rotating.
 //
+// # Streaming
+//
+// A manifest of 100,000 devices is about 65 MB of envelope. [VerifyReader]
+// opens one from an io.Reader without holding it: the envelope is read once,
+// its payload base64-decoded into a temporary file ([WithTempDir]) as it
+// streams by, whether the payload comes before or after the signatures;
+// the signatures are verified over the PAE hashed from that file
+// (hybridsig pre-hashes with SHA-512, see [hybridsig.PublicKey.VerifyDigest]);
+// then the payload is decoded one device at a time and checked as
+// [Manifest.Validate] checks it, duplicates included, remembering 64 bytes
+// per device. [Stream.Entries] reads the devices again afterwards. The
+// stream accepts and refuses what [Verify] does, with the same errors
+// (FuzzVerifyReader checks both against each other), except that it refuses
+// an envelope with more than [MaxEnvelopeOverhead] bytes besides its
+// payload ([ErrTooLarge]) and a payload with two "devices" members
+// ([ErrMalformed]). [OpenEnvelopeReader] is the same for other payload
+// types.
+//
+// [Writer] is the other direction: it builds a manifest one device at a
+// time in a temporary file and writes the envelope [Sign] would make.
+//
 // # Trust bundles
 //
 // A manufacturer hands an operator a [TrustBundle]: its name, the CA

@@ -41,6 +41,32 @@ type OpenOption func(*openConfig) error
 
 type openConfig struct {
 	maxSize int
+	// tempDir is where OpenEnvelopeReader keeps large payloads ("": the
+	// system's temporary directory).
+	tempDir string
+	// maxOverhead bounds what OpenEnvelopeReader holds of an envelope
+	// besides its payload.
+	maxOverhead int
+}
+
+func newOpenConfig(opts []OpenOption) (openConfig, error) {
+	c := openConfig{maxSize: DefaultMaxSize, maxOverhead: MaxEnvelopeOverhead}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return openConfig{}, err
+		}
+	}
+	return c, nil
+}
+
+// WithTempDir sets the directory where [OpenEnvelopeReader] and
+// [VerifyReader] keep a large payload while it is checked and read (default:
+// the system's temporary directory).
+func WithTempDir(dir string) OpenOption {
+	return func(c *openConfig) error {
+		c.tempDir = dir
+		return nil
+	}
 }
 
 // WithMaxSize sets the largest envelope accepted, in bytes (default
@@ -69,6 +95,19 @@ func PAE(payloadType string, payload []byte) []byte {
 	b.WriteByte(' ')
 	b.Write(payload)
 	return b.Bytes()
+}
+
+// paeHeader returns the PAE of a payload of n bytes up to the payload
+// itself.
+func paeHeader(payloadType string, n int64) []byte {
+	b := make([]byte, 0, len("DSSEv1 ")+len(payloadType)+48)
+	b = append(b, "DSSEv1 "...)
+	b = strconv.AppendInt(b, int64(len(payloadType)), 10)
+	b = append(b, ' ')
+	b = append(b, payloadType...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, n, 10)
+	return append(b, ' ')
 }
 
 // Sign validates m and returns it signed with key, as envelope JSON.
@@ -158,11 +197,9 @@ func decodePayload(payload []byte) (*Manifest, error) {
 // its payload and the IDs of the trusted keys whose signatures verified.
 // Errors are those of [Open] before the payload is parsed.
 func OpenEnvelope(envelope []byte, payloadType string, keys KeyLookup, opts ...OpenOption) (payload []byte, keyIDs []string, err error) {
-	c := openConfig{maxSize: DefaultMaxSize}
-	for _, o := range opts {
-		if err := o(&c); err != nil {
-			return nil, nil, err
-		}
+	c, err := newOpenConfig(opts)
+	if err != nil {
+		return nil, nil, err
 	}
 	if len(envelope) > c.maxSize {
 		return nil, nil, fmt.Errorf("manifest: open: %w: envelope of %d bytes, at most %d", ErrTooLarge, len(envelope), c.maxSize)
@@ -171,21 +208,39 @@ func OpenEnvelope(envelope []byte, payloadType string, keys KeyLookup, opts ...O
 	if err := strictUnmarshal(envelope, &env); err != nil {
 		return nil, nil, fmt.Errorf("manifest: open: envelope: %w", err)
 	}
+	keyIDs, err = checkSignatures(&env, payloadType, keys, func() ([]byte, error) {
+		h := hybridsig.NewMessageHash()
+		h.Write(paeHeader(env.PayloadType, int64(len(env.Payload))))
+		h.Write(env.Payload)
+		return h.Sum(nil), nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return env.Payload, keyIDs, nil
+}
+
+// checkSignatures does what [OpenEnvelope] does once the envelope is
+// decoded: it checks the payload type and the signatures and returns the IDs
+// of the trusted keys whose signatures verified. digest returns the SHA-512
+// of the payload's PAE (hybridsig's pre-hash of the signed message); it is
+// called only if a trusted key signed.
+func checkSignatures(env *Envelope, payloadType string, keys KeyLookup, digest func() ([]byte, error)) (keyIDs []string, err error) {
 	if env.PayloadType != payloadType {
-		return nil, nil, fmt.Errorf("manifest: open: %w: %q, want %q", ErrPayloadType, env.PayloadType, payloadType)
+		return nil, fmt.Errorf("manifest: open: %w: %q, want %q", ErrPayloadType, env.PayloadType, payloadType)
 	}
 	switch {
 	case len(env.Signatures) == 0:
-		return nil, nil, fmt.Errorf("manifest: open: %w: no signatures", ErrMalformed)
+		return nil, fmt.Errorf("manifest: open: %w: no signatures", ErrMalformed)
 	case len(env.Signatures) > MaxSignatures:
-		return nil, nil, fmt.Errorf("manifest: open: %w: %d signatures, at most %d", ErrMalformed, len(env.Signatures), MaxSignatures)
+		return nil, fmt.Errorf("manifest: open: %w: %d signatures, at most %d", ErrMalformed, len(env.Signatures), MaxSignatures)
 	}
 	seen := make(map[string]bool, len(env.Signatures))
 	var unknown []string
-	var pae []byte
+	var sum []byte
 	for _, s := range env.Signatures {
 		if seen[s.KeyID] {
-			return nil, nil, fmt.Errorf("manifest: open: %w: two signatures by key %q", ErrMalformed, s.KeyID)
+			return nil, fmt.Errorf("manifest: open: %w: two signatures by key %q", ErrMalformed, s.KeyID)
 		}
 		seen[s.KeyID] = true
 		var key *hybridsig.PublicKey
@@ -193,7 +248,7 @@ func OpenEnvelope(envelope []byte, payloadType string, keys KeyLookup, opts ...O
 			k, ok := keys(s.KeyID)
 			if ok && k != nil {
 				if k.KeyID() != s.KeyID {
-					return nil, nil, fmt.Errorf("manifest: open: %w: lookup of key %s returned key %s", ErrUnknownSigner, s.KeyID, k.KeyID())
+					return nil, fmt.Errorf("manifest: open: %w: lookup of key %s returned key %s", ErrUnknownSigner, s.KeyID, k.KeyID())
 				}
 				key = k
 			}
@@ -202,18 +257,20 @@ func OpenEnvelope(envelope []byte, payloadType string, keys KeyLookup, opts ...O
 			unknown = append(unknown, fmt.Sprintf("%q", s.KeyID))
 			continue
 		}
-		if pae == nil {
-			pae = PAE(env.PayloadType, env.Payload)
+		if sum == nil {
+			if sum, err = digest(); err != nil {
+				return nil, fmt.Errorf("manifest: open: %w", err)
+			}
 		}
-		if err := key.Verify(pae, s.Sig); err != nil {
-			return nil, nil, fmt.Errorf("manifest: open: %w: key %s: %w", ErrSignature, s.KeyID, err)
+		if err := key.VerifyDigest(sum, nil, s.Sig); err != nil {
+			return nil, fmt.Errorf("manifest: open: %w: key %s: %w", ErrSignature, s.KeyID, err)
 		}
 		keyIDs = append(keyIDs, s.KeyID)
 	}
 	if len(keyIDs) == 0 {
-		return nil, nil, fmt.Errorf("manifest: open: %w: signed by %s", ErrUnknownSigner, strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("manifest: open: %w: signed by %s", ErrUnknownSigner, strings.Join(unknown, ", "))
 	}
-	return env.Payload, keyIDs, nil
+	return keyIDs, nil
 }
 
 // strictUnmarshal decodes exactly one JSON value into v, refusing unknown

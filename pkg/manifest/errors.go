@@ -26,6 +26,10 @@ var (
 	ErrDuplicate = errors.New("duplicate")
 	// ErrTooLarge reports an envelope or trust bundle over the size limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrRead reports that an envelope could not be read from its reader
+	// ([OpenEnvelopeReader], [VerifyReader]); the reader's error is wrapped
+	// too.
+	ErrRead = errors.New("read failed")
 	// ErrWrongManufacturer reports a manifest opened with a manufacturer's
 	// trust whose manufacturer field names someone else.
 	ErrWrongManufacturer = errors.New("wrong manufacturer")

@@ -1,0 +1,94 @@
+package hybridsig
+
+import (
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+)
+
+// DigestSize is the size of a message digest for [PrivateKey.SignDigest]
+// and [PublicKey.VerifyDigest]: SHA-512.
+const DigestSize = sha512.Size
+
+// NewMessageHash returns the hash whose sum over a message is the digest
+// that [PrivateKey.SignDigest] and [PublicKey.VerifyDigest] take: SHA-512,
+// the pre-hash of the message representative. It lets a caller sign or
+// verify a message too large to hold in memory, hashing it as it streams by.
+func NewMessageHash() hash.Hash { return sha512.New() }
+
+// SignDigest is [PrivateKey.SignContext] for a message given by its
+// SHA-512 digest (see [NewMessageHash]): the signature is the one
+// SignContext makes over the message itself.
+func (k *PrivateKey) SignDigest(_ io.Reader, digest, ctx []byte) ([]byte, error) {
+	if k == nil || k.ml == nil || k.ec == nil {
+		return nil, errors.New("hybridsig: sign: zero PrivateKey; use GenerateKey or ParsePrivateKey")
+	}
+	mp, err := representativeOfDigest(digest, ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hybridsig: sign: %w", err)
+	}
+	sig := make([]byte, MLDSASignatureSize, MaxSignatureSize)
+	if err := mldsa65.SignTo(k.ml, mp, []byte(Label), true, sig); err != nil {
+		return nil, fmt.Errorf("hybridsig: sign ML-DSA-65: %w", err)
+	}
+	h := sha256.Sum256(mp)
+	ecSig, err := ecdsa.SignASN1(rand.Reader, k.ec, h[:])
+	if err != nil {
+		return nil, fmt.Errorf("hybridsig: sign ECDSA: %w", err)
+	}
+	return append(sig, ecSig...), nil
+}
+
+// VerifyDigest is [PublicKey.VerifyContext] for a message given by its
+// SHA-512 digest (see [NewMessageHash]): it accepts exactly the signatures
+// that VerifyContext accepts over the message, with the same errors, and
+// [ErrMalformed] for a digest that is not [DigestSize] bytes.
+func (p *PublicKey) VerifyDigest(digest, ctx, sig []byte) error {
+	if p == nil || p.ml == nil || p.ec == nil {
+		return fmt.Errorf("hybridsig: verify: %w: zero PublicKey", ErrMalformed)
+	}
+	mp, err := representativeOfDigest(digest, ctx)
+	if err != nil {
+		return fmt.Errorf("hybridsig: verify: %w", err)
+	}
+	mlSig, ecSig, err := splitSignature(sig)
+	if err != nil {
+		return fmt.Errorf("hybridsig: verify: %w", err)
+	}
+	var errs []error
+	if !mldsa65.Verify(p.ml, mp, []byte(Label), mlSig) {
+		errs = append(errs, ErrMLDSA)
+	}
+	h := sha256.Sum256(mp)
+	if !ecdsa.VerifyASN1(p.ec, h[:], ecSig) {
+		errs = append(errs, ErrECDSA)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("hybridsig: verify: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// representativeOfDigest returns M' = Prefix || Label || len(ctx) || ctx ||
+// digest, where digest is SHA-512(M).
+func representativeOfDigest(digest, ctx []byte) ([]byte, error) {
+	if len(ctx) > MaxContextSize {
+		return nil, ErrContextTooLong
+	}
+	if len(digest) != DigestSize {
+		return nil, fmt.Errorf("%w: digest of %d bytes, want %d", ErrMalformed, len(digest), DigestSize)
+	}
+	mp := make([]byte, 0, len(Prefix)+len(Label)+1+len(ctx)+DigestSize)
+	mp = append(mp, Prefix...)
+	mp = append(mp, Label...)
+	mp = append(mp, byte(len(ctx)))
+	mp = append(mp, ctx...)
+	return append(mp, digest...), nil
+}
