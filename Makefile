@@ -28,6 +28,7 @@ test-interop:
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzOpen -fuzztime 60s ./pkg/manifest/
+	$(GO) test -run XXX -fuzz FuzzVerifyReader -fuzztime 60s -fuzzminimizetime 5s ./pkg/manifest/
 	$(GO) test -run XXX -fuzz FuzzParsePublicKey -fuzztime 30s ./pkg/hybridsig/
 	$(GO) test -run XXX -fuzz FuzzParseCSR -fuzztime 30s ./pkg/onboard/
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./pkg/vuln/
