@@ -5,7 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/embark-iot/embark/pkg/hybridsig"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -21,6 +23,7 @@ func cmdFactory(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.Out, "out", "", "output directory (required)")
 	fs.StringVar(&o.Manufacturer, "manufacturer", "", `manufacturer name (default "acme", or the directory's)`)
 	fs.StringVar(&o.Owner, "owner", "", `owner of the new devices (default "example-operator")`)
+	ownerKey := fs.String("owner-key", "", "the buyer's owner public key (embark's DIR/owner.pub), recorded as owner_key")
 	fs.StringVar(&o.Model, "model", "", `device model (default "sensor-x")`)
 	fs.StringVar(&o.HardwareRev, "hardware-rev", "", `hardware revision (default "B")`)
 	fs.StringVar(&o.FirmwareVersion, "firmware-version", "", `firmware version (default "1.4.2")`)
@@ -36,6 +39,19 @@ func cmdFactory(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
+	}
+	if *ownerKey != "" {
+		b, err := os.ReadFile(*ownerKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "firmware-sim factory: %v\n", err)
+			return 2
+		}
+		k, err := hybridsig.ParsePublicKeyPEM(b)
+		if err != nil {
+			fmt.Fprintf(stderr, "firmware-sim factory: --owner-key %s: %v\n", *ownerKey, err)
+			return 2
+		}
+		o.OwnerKey = k.KeyID()
 	}
 	if o.Out == "" {
 		return usageError(stderr, fs, "--out is required")

@@ -35,6 +35,10 @@ type Options struct {
 	// Owner is the owner recorded for the new devices (default
 	// "example-operator").
 	Owner string
+	// OwnerKey is the KeyID of the owner's hybrid key (embark's owner.pub),
+	// written as the manifest's owner_key of the new devices: ownership
+	// transfers then start from that key rather than from the name.
+	OwnerKey string
 	// Model, HardwareRev and FirmwareVersion describe the new devices
 	// (defaults "sensor-x", "B", "1.4.2").
 	Model, HardwareRev, FirmwareVersion string
@@ -385,6 +389,7 @@ func mint(ctx context.Context, auth *authority, o *Options, now time.Time, first
 		ManufacturedAt:  now,
 		Site:            o.Site,
 		Owner:           o.Owner,
+		OwnerKey:        o.OwnerKey,
 	}
 	validFrom := now.Add(-time.Hour)
 	expiredFrom, expiredTo := now.AddDate(-1, 0, 0), now.AddDate(0, 0, -1)
