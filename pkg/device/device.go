@@ -108,6 +108,23 @@ type Flags struct {
 	// changed (trust removed, manifest revised) and the decision has not
 	// been made again yet.
 	Reevaluate string `cbor:"2,keyasint,omitempty" json:"reevaluate,omitempty"`
+	// Reonboard is set while the device is held because it asked for a
+	// new identity with an LDevID in use (factory reset or clone).
+	Reonboard string `cbor:"3,keyasint,omitempty" json:"reonboard,omitempty"`
+	// Pending is an action the device must still be told about (zone
+	// changed, rotate, revoked): recorded until a transport delivers it.
+	Pending string `cbor:"4,keyasint,omitempty" json:"pending,omitempty"`
+}
+
+// Profile is where a device may go on the network: what policy decided
+// and the enforcement points apply.
+type Profile struct {
+	SecurityLevel int      `cbor:"1,keyasint,omitempty" json:"security_level,omitempty"`
+	Segment       string   `cbor:"2,keyasint,omitempty" json:"segment,omitempty"`
+	Topics        []string `cbor:"3,keyasint,omitempty" json:"topics,omitempty"`
+	// Rule and Policy name the decision (rule name, policy content hash).
+	Rule   string `cbor:"4,keyasint,omitempty" json:"rule,omitempty"`
+	Policy string `cbor:"5,keyasint,omitempty" json:"policy,omitempty"`
 }
 
 // Device is one entry of the registry.
@@ -138,6 +155,8 @@ type Device struct {
 	// Reported is what the device last said about itself.
 	Reported Reported `cbor:"13,keyasint,omitempty" json:"reported,omitzero"`
 	Flags    Flags    `cbor:"14,keyasint,omitempty" json:"flags,omitzero"`
+	// Profile completes Zone: security level, segment, allowed topics.
+	Profile Profile `cbor:"15,keyasint,omitempty" json:"profile,omitzero"`
 }
 
 // CertStatus is the status of an issued certificate.

@@ -45,8 +45,11 @@ type Input struct {
 // Decision is a Decider's answer.
 type Decision struct {
 	Action Action
-	// Zone is the network zone the device is placed in.
-	Zone string
+	// Zone is the network zone the device is placed in, with its profile.
+	Zone          string
+	SecurityLevel int
+	Segment       string
+	Topics        []string
 	// Lifetime is the lifetime of the certificate to issue.
 	Lifetime time.Duration
 	// PolicyVersion and Rule name what decided, for the audit log.
@@ -54,6 +57,21 @@ type Decision struct {
 	Rule          string
 	// Reason explains the decision to a person.
 	Reason string
+}
+
+// Severity orders actions from the least to the most restrictive.
+func Severity(a Action) int {
+	switch a {
+	case Allow:
+		return 0
+	case Quarantine:
+		return 1
+	case Hold:
+		return 2
+	case Deny:
+		return 3
+	}
+	return 3
 }
 
 // Decider decides about a device. The policy engine implements it.

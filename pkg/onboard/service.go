@@ -250,7 +250,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 		if live := inUse(certs); live != nil {
 			// The device has a live LDevID yet asks again with a new key: a
 			// factory reset, or a clone. An operator (or policy) decides.
-			err := s.park(ctx, dev, device.EvHold, "enroll", now,
+			err := s.park(ctx, dev, device.EvHold, "reonboard", now,
 				fmt.Sprintf("re-onboarding: new key while LDevID %s is in use", live.Serial), "", req)
 			if err != nil {
 				if errors.Is(err, store.ErrConflict) {
@@ -597,6 +597,9 @@ func (s *Service) park(ctx context.Context, dev device.Device, ev device.Event, 
 			return err
 		}
 		d.State, d.Reason, d.Cause, d.UpdatedAt = next, reason, op, now
+		if op == "reonboard" {
+			d.Flags.Reonboard = reason
+		}
 		if _, err := tx.AppendAudit(audit.Entry{Time: now, Actor: "device", Action: op, DeviceID: d.ID,
 			Outcome: string(next), Detail: reason, Policy: policy}); err != nil {
 			return err
@@ -690,6 +693,8 @@ func (s *Service) moveTo(d *device.Device, dec Decision, now time.Time, cause st
 		return err
 	}
 	d.State, d.Zone, d.Reason, d.Cause, d.UpdatedAt = next, dec.Zone, dec.Reason, cause, now
+	d.Profile = device.Profile{SecurityLevel: dec.SecurityLevel, Segment: dec.Segment, Topics: dec.Topics,
+		Rule: dec.Rule, Policy: dec.PolicyVersion}
 	return nil
 }
 

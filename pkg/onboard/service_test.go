@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -659,7 +660,7 @@ func TestBadInput(t *testing.T) {
 				t.Fatalf("registry changed: %+v -> %+v", before.stats, after.stats)
 			}
 			for serial, d := range before.devices {
-				if after.devices[serial] != d {
+				if !reflect.DeepEqual(after.devices[serial], d) {
 					t.Fatalf("device %s changed: %+v -> %+v", serial, d, after.devices[serial])
 				}
 			}
