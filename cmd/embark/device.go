@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/provenance"
 )
 
@@ -20,20 +21,31 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	state := fs.String("state", "", "only devices in this state")
 	limit := fs.Int("limit", 100, "at most this many devices (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	reason := fs.String("reason", "", "why (approve, deny)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	list := len(pos) == 1 && pos[0] == "list"
 	show := len(pos) == 2 && pos[0] == "show"
-	if !list && !show {
-		return fmt.Errorf("%w: device list | show ID", errUsage)
+	decide := len(pos) == 2 && (pos[0] == "approve" || pos[0] == "deny")
+	if !list && !show && !decide {
+		return fmt.Errorf("%w: device list | show ID | approve ID | deny ID [--reason R]", errUsage)
 	}
 	cl, done, err := connect(ctx, *data)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if decide {
+		body, _ := json.Marshal(admin.OperatorRequest{Reason: *reason})
+		var d device.Device
+		if err := cl.Do(ctx, http.MethodPost, "/v1/devices/"+url.PathEscape(pos[1])+"/"+pos[0], body, &d); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s: %s (%s)\n", d.ID, d.State, d.Reason)
+		return nil
+	}
 	if list {
 		return deviceList(ctx, cl, *state, *limit, *asJSON, out)
 	}

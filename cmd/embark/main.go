@@ -26,7 +26,7 @@ func commands() []command {
 		{"manufacturer", "manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", "trust a manufacturer; list; withdraw trust", runManufacturer},
 		{"provenance", "provenance import FILE | transfer ...", "import a signed manufacturer manifest; transfer ownership", runProvenance},
 		{"vuln", "vuln import FILE | show MANUFACTURER MODEL FIRMWARE", "import CycloneDX SBOM/VEX documents; show a product's open vulnerabilities", runVuln},
-		{"device", "device list [--state S] [--limit N] | show ID", "list devices or show one with its certificates", runDevice},
+		{"device", "device list [--state S] [--limit N] | show ID | approve ID | deny ID [--reason R]", "list, show, approve or deny devices", runDevice},
 		{"audit", "audit list [--after N] [--limit N]", "print audit log entries", runAudit},
 		{"version", "version", "print the version", runVersion},
 	}

@@ -30,6 +30,13 @@ type Backend struct {
 	Store store.Store
 	// TrustChanged is called after the trusted manufacturers changed.
 	TrustChanged func(context.Context) error
+	// Core performs operator actions on devices (approve, deny,
+	// re-evaluate); nil disables those endpoints.
+	Core OperatorCore
+	// DataChanged is called after data that decisions rest on changed
+	// (vulnerability data, trust, transfers); the server re-evaluates the
+	// flagged devices in the background.
+	DataChanged func(cause string)
 	// Status adds server facts (listeners, version) to /v1/status.
 	Status func() map[string]any
 	Clock  func() time.Time
@@ -60,6 +67,7 @@ func Handler(b Backend) http.Handler {
 	h.registerTransfer(mux)
 	h.registerTrust(mux)
 	h.registerView(mux)
+	h.registerOperator(mux)
 	return mux
 }
 

@@ -51,6 +51,9 @@ func (h *handler) distrust(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if h.b.DataChanged != nil && res.Marked > 0 {
+		h.b.DataChanged("trust withdrawn from " + res.Manufacturer)
+	}
 	h.b.Logger.Warn("trust withdrawn", "manufacturer", res.Manufacturer, "key", res.Key, "reason", req.Reason, "marked", res.Marked)
 	writeJSON(w, http.StatusOK, res)
 }

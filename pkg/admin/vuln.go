@@ -40,6 +40,9 @@ func (h *handler) importVuln(w http.ResponseWriter, r *http.Request) {
 	h.b.Logger.Info("vulnerability data imported", slog.String("kind", res.Kind), slog.Uint64("data_version", res.DataVersion),
 		slog.Int("statements", res.Statements), slog.Int("unmatched", len(res.Unmatched)),
 		slog.Int("affected_devices", res.AffectedDevices), slog.String("by", actor(r)))
+	if h.b.DataChanged != nil && res.AffectedDevices > 0 {
+		h.b.DataChanged(fmt.Sprintf("vulnerability data v%d", res.DataVersion))
+	}
 	writeJSON(w, http.StatusOK, res)
 }
 

@@ -83,6 +83,11 @@ type Server struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 	started  time.Time
+
+	// reassess carries causes to the background re-evaluation.
+	reassess chan string
+	stopBg   context.CancelFunc
+	bg       sync.WaitGroup
 }
 
 // Option configures a Server.
@@ -181,6 +186,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		Clock:        s.clock,
 		Logger:       s.log,
 		Owner:        s.owner,
+		Core:         core,
+		DataChanged:  s.dataChanged,
 	})
 	return s, nil
 }
@@ -209,7 +216,53 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	s.started = s.clock()
+	s.startBackground()
 	return nil
+}
+
+// startBackground starts the re-evaluation worker: data changes are
+// coalesced, and the flagged devices decided again, one pass at a time.
+func (s *Server) startBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	s.reassess = make(chan string, 1)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case cause := <-s.reassess:
+				res, err := s.core.Reevaluate(ctx, false, cause)
+				if err != nil {
+					s.log.Error("re-evaluation", slog.String("cause", cause), slog.Any("err", err))
+					continue
+				}
+				s.log.Info("re-evaluation done", slog.String("cause", cause), slog.Int("evaluated", res.Evaluated),
+					slog.Int("changed", res.Changed), slog.Int("tightened", res.Tightened))
+			}
+		}
+	}()
+}
+
+// dataChanged asks for a re-evaluation of the flagged devices: in the
+// background while the server runs, at once for a CLI that opened the data
+// directory itself.
+func (s *Server) dataChanged(cause string) {
+	s.mu.Lock()
+	ch := s.reassess
+	s.mu.Unlock()
+	if ch == nil {
+		if _, err := s.core.Reevaluate(context.Background(), false, cause); err != nil {
+			s.log.Error("re-evaluation", slog.String("cause", cause), slog.Any("err", err))
+		}
+		return
+	}
+	select {
+	case ch <- cause:
+	default: // a pass is already queued; it will see this change too
+	}
 }
 
 func (s *Server) listenAdmin() error {
@@ -273,6 +326,13 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	if s.stopBg != nil {
+		s.stopBg()
+		s.mu.Unlock()
+		s.bg.Wait()
+		s.mu.Lock()
+		s.stopBg = nil
+	}
 	if s.adminSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, s.adminSrv.Shutdown(ctx))

@@ -1,0 +1,95 @@
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/onboard"
+)
+
+// OperatorCore is what the operator endpoints need of the onboarding core.
+type OperatorCore interface {
+	Approve(ctx context.Context, id, actor, reason string) (device.Device, error)
+	Deny(ctx context.Context, id, actor, reason string) (device.Device, error)
+	Reevaluate(ctx context.Context, all bool, cause string) (onboard.ReevaluationResult, error)
+}
+
+// registerOperator adds:
+//
+//	POST /v1/devices/{id}/approve   {"reason": "..."}   a held device may proceed
+//	POST /v1/devices/{id}/deny      {"reason": "..."}   a held device is denied
+//	POST /v1/reevaluate             {"all": true}       decide again (all devices, or the flagged ones)
+func (h *handler) registerOperator(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/devices/{id}/approve", h.operatorAction)
+	mux.HandleFunc("POST /v1/devices/{id}/deny", h.operatorAction)
+	mux.HandleFunc("POST /v1/reevaluate", h.reevaluate)
+}
+
+// OperatorRequest is the body of approve and deny.
+type OperatorRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+func (h *handler) operatorAction(w http.ResponseWriter, r *http.Request) {
+	if h.b.Core == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "operator actions are not available"})
+		return
+	}
+	id, err := device.NormalizeID(r.PathValue("id"))
+	if err != nil {
+		h.bad(w, err.Error())
+		return
+	}
+	var req OperatorRequest
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			h.bad(w, "body: "+err.Error())
+			return
+		}
+	}
+	who := actor(r)
+	var d device.Device
+	if r.URL.Path[len(r.URL.Path)-len("approve"):] == "approve" {
+		d, err = h.b.Core.Approve(r.Context(), id, who, req.Reason)
+	} else {
+		d, err = h.b.Core.Deny(r.Context(), id, who, req.Reason)
+	}
+	switch {
+	case errors.Is(err, onboard.ErrUnknownDevice):
+		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
+	case errors.Is(err, onboard.ErrNotHeld):
+		writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
+	case err != nil:
+		h.fail(w, err)
+	default:
+		writeJSON(w, http.StatusOK, d)
+	}
+}
+
+// ReevaluateRequest is the body of POST /v1/reevaluate.
+type ReevaluateRequest struct {
+	All bool `json:"all"`
+}
+
+func (h *handler) reevaluate(w http.ResponseWriter, r *http.Request) {
+	if h.b.Core == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "re-evaluation is not available"})
+		return
+	}
+	var req ReevaluateRequest
+	if r.ContentLength != 0 {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+			h.bad(w, "body: "+err.Error())
+			return
+		}
+	}
+	res, err := h.b.Core.Reevaluate(r.Context(), req.All, "requested by "+actor(r))
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
