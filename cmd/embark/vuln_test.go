@@ -10,6 +10,7 @@ import (
 
 	"github.com/embark-iot/embark/firmware-sim/factory"
 	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/provenance"
 )
 
 func vulnFile(name string) string { return filepath.Join("..", "..", "pkg", "vuln", "testdata", name) }
@@ -78,12 +79,21 @@ func TestVulnOffline(t *testing.T) {
 	if !reflect.DeepEqual(rs, wantRows) {
 		t.Errorf("show:\n%s", out)
 	}
-	var d admin.DeviceDetail
+	var d struct {
+		admin.DeviceDetail
+		Provenance provenance.View `json:"provenance"`
+	}
 	if err := json.Unmarshal([]byte(mustRun(t, "device", "show", "acme:ACME-000002", "--json", "--data", data)), &d); err != nil {
 		t.Fatal(err)
 	}
-	if d.Device.Flags.Reevaluate != "vulnerability data v2" {
-		t.Errorf("device flags after the VEX: %+v", d.Device.Flags)
+	if d.Provenance.Vulns.MaxCVSS != 9.1 || len(d.Provenance.Vulns.Open) != 1 || d.Provenance.DataVersions.VulnData != 2 {
+		t.Errorf("provenance after the VEX: %+v", d.Provenance.Vulns)
+	}
+	// With no server running, the CLI re-evaluated the flagged devices at
+	// once: not yet enrolled, they are decided at enrollment; the flag is
+	// cleared.
+	if d.Device.Flags.Reevaluate != "" {
+		t.Errorf("device flags after the VEX and re-evaluation: %+v", d.Device.Flags)
 	}
 
 	out = mustRun(t, "vuln", "import", vulnFile("vex-openssl-resolved.json"), "--data", data)
