@@ -19,6 +19,7 @@ import (
 	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/provenance"
 	"github.com/embark-iot/embark/pkg/store"
+	"github.com/embark-iot/embark/policy"
 )
 
 // MaxUpload bounds a manifest or trust bundle upload: the largest manifest
@@ -37,6 +38,9 @@ type Backend struct {
 	// (vulnerability data, trust, transfers); the server re-evaluates the
 	// flagged devices in the background.
 	DataChanged func(cause string)
+	// Policy returns the active policy, nil while the built-in decision
+	// applies.
+	Policy func() *policy.Policy
 	// Status adds server facts (listeners, version) to /v1/status.
 	Status func() map[string]any
 	Clock  func() time.Time
@@ -68,6 +72,7 @@ func Handler(b Backend) http.Handler {
 	h.registerTrust(mux)
 	h.registerView(mux)
 	h.registerOperator(mux)
+	h.registerPolicy(mux)
 	return mux
 }
 

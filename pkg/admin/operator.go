@@ -8,6 +8,7 @@ import (
 
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/onboard"
+	"github.com/embark-iot/embark/policy"
 )
 
 // OperatorCore is what the operator endpoints need of the onboarding core.
@@ -15,6 +16,8 @@ type OperatorCore interface {
 	Approve(ctx context.Context, id, actor, reason string) (device.Device, error)
 	Deny(ctx context.Context, id, actor, reason string) (device.Device, error)
 	Reevaluate(ctx context.Context, all bool, cause string) (onboard.ReevaluationResult, error)
+	Explain(ctx context.Context, id string, p *policy.Policy) (policy.Input, policy.Explanation, error)
+	DryRun(ctx context.Context, p *policy.Policy, all bool) ([]onboard.DryRunRow, error)
 }
 
 // registerOperator adds:

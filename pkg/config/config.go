@@ -54,6 +54,11 @@ type Config struct {
 	Enrollment Enrollment `json:"enrollment"`
 	// LogLevel: debug, info, warn, error.
 	LogLevel string `json:"log_level"`
+	// Policy is the onboarding policy file (package policy), relative to
+	// DataDir. While it does not exist, the built-in decision applies. It is
+	// re-read when it changes; a broken file is refused and the running
+	// policy stays.
+	Policy string `json:"policy"`
 	// CATemplate optionally names an x509util template file for LDevIDs.
 	CATemplate string `json:"ca_template,omitempty"`
 }
@@ -92,6 +97,7 @@ func DefaultConfig(dataDir string) Config {
 		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
 		AdminSocket: "admin.sock",
 		Owner:       "example-operator",
+		Policy:      "policy.yaml",
 		Enrollment: Enrollment{
 			Zone:           "default",
 			LDevIDLifetime: Duration(30 * 24 * time.Hour),
@@ -159,6 +165,14 @@ func (c *Config) Validate() error {
 
 // Path returns the configuration file path in dataDir.
 func Path(dataDir string) string { return filepath.Join(dataDir, FileName) }
+
+// PolicyPath returns the policy file path.
+func (c *Config) PolicyPath() string {
+	if c.Policy == "" || filepath.IsAbs(c.Policy) {
+		return c.Policy
+	}
+	return filepath.Join(c.DataDir, c.Policy)
+}
 
 // SocketPath returns the admin socket path.
 func (c *Config) SocketPath() string {

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store/bolt"
 	"github.com/embark-iot/embark/pki"
+	"github.com/embark-iot/embark/policy"
 )
 
 // Version is Embark's version, set at build time with -ldflags.
@@ -70,12 +73,16 @@ type Server struct {
 	log   *slog.Logger
 	clock func() time.Time
 
-	store *bolt.DB
-	ca    *pki.CA
-	owner *owner.Identity
-	core  *onboard.Service
-	coap  *estcoap.Server
-	admin http.Handler
+	store   *bolt.DB
+	ca      *pki.CA
+	owner   *owner.Identity
+	decider *onboard.PolicyDecider
+	// policyHash is the hash of the policy file content last seen
+	// (activated or refused), so that each change is handled once.
+	policyHash string
+	core       *onboard.Service
+	coap       *estcoap.Server
+	admin      http.Handler
 
 	mu       sync.Mutex
 	udpAddr  net.Addr
@@ -85,9 +92,10 @@ type Server struct {
 	started  time.Time
 
 	// reassess carries causes to the background re-evaluation.
-	reassess chan string
-	stopBg   context.CancelFunc
-	bg       sync.WaitGroup
+	reassess    chan string
+	reassessAll chan string
+	stopBg      context.CancelFunc
+	bg          sync.WaitGroup
 }
 
 // Option configures a Server.
@@ -139,10 +147,23 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 	}
 	s.store = db
 	e := cfg.Enrollment
+	s.decider = onboard.NewPolicyDecider(onboard.StaticDecider{Zone: e.Zone, Lifetime: time.Duration(e.LDevIDLifetime)})
+	if path := cfg.PolicyPath(); path != "" {
+		if _, err := os.Stat(path); err == nil {
+			p, err := policy.Load(path)
+			if err != nil {
+				db.Close()
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			s.decider.Set(p)
+			s.policyHash = p.Hash()
+			s.log.Info("policy loaded", slog.String("file", path), slog.String("policy", onboard.PolicyVersion(p)))
+		}
+	}
 	core, err := onboard.New(ctx, db, ca,
 		onboard.WithClock(s.clock),
 		onboard.WithLogger(s.log),
-		onboard.WithDecider(onboard.StaticDecider{Zone: e.Zone, Lifetime: time.Duration(e.LDevIDLifetime)}),
+		onboard.WithDecider(s.decider),
 		onboard.WithAllowExpiredIDevID(e.AllowExpiredIDevID),
 		onboard.WithMaxInFlight(e.MaxInFlight, time.Duration(e.RetryAfter)),
 		onboard.WithHoldRetry(time.Duration(e.HoldRetry)),
@@ -188,6 +209,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		Owner:        s.owner,
 		Core:         core,
 		DataChanged:  s.dataChanged,
+		Policy:       s.decider.Current,
 	})
 	return s, nil
 }
@@ -226,15 +248,26 @@ func (s *Server) startBackground() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBg = cancel
 	s.reassess = make(chan string, 1)
-	s.bg.Add(1)
+	s.reassessAll = make(chan string, 1)
+	s.bg.Add(2)
+	go func() {
+		defer s.bg.Done()
+		s.watchPolicy(ctx, 2*time.Second)
+	}()
 	go func() {
 		defer s.bg.Done()
 		for {
+			var cause string
+			var all bool
 			select {
 			case <-ctx.Done():
 				return
-			case cause := <-s.reassess:
-				res, err := s.core.Reevaluate(ctx, false, cause)
+			case cause = <-s.reassess:
+			case cause = <-s.reassessAll:
+				all = true
+			}
+			{
+				res, err := s.core.Reevaluate(ctx, all, cause)
 				if err != nil {
 					s.log.Error("re-evaluation", slog.String("cause", cause), slog.Any("err", err))
 					continue
@@ -396,4 +429,67 @@ func (s *Server) status() map[string]any {
 // run while no server is up. The caller must Close it.
 func OpenOffline(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error) {
 	return New(ctx, cfg, opts...)
+}
+
+// watchPolicy re-reads the policy file when it changes: a valid policy is
+// activated (an audit event) and every device re-evaluated against it; a
+// broken one is refused, logged and audited, and the running policy stays.
+func (s *Server) watchPolicy(ctx context.Context, every time.Duration) {
+	path := s.cfg.PolicyPath()
+	if path == "" {
+		return
+	}
+	var lastMod time.Time
+	var lastSize int64 = -1
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := os.Stat(path)
+		if err != nil || (st.ModTime().Equal(lastMod) && st.Size() == lastSize) {
+			continue
+		}
+		lastMod, lastSize = st.ModTime(), st.Size()
+		s.reloadPolicy(ctx, path)
+	}
+}
+
+// reloadPolicy checks and activates the policy at path if its content changed.
+func (s *Server) reloadPolicy(ctx context.Context, path string) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		s.log.Error("policy", slog.String("file", path), slog.Any("err", err))
+		return
+	}
+	sum := sha256.Sum256(src)
+	hash := hex.EncodeToString(sum[:])
+	s.mu.Lock()
+	same := hash == s.policyHash
+	s.policyHash = hash
+	s.mu.Unlock()
+	if same {
+		return
+	}
+	p, err := policy.Parse(path, src)
+	if err != nil {
+		s.log.Error("policy refused; the running policy stays", slog.String("file", path), slog.Any("err", err))
+		if aerr := s.core.RecordPolicy(ctx, "refused", err.Error(), ""); aerr != nil {
+			s.log.Error("audit", slog.Any("err", aerr))
+		}
+		return
+	}
+	s.decider.Set(p)
+	v := onboard.PolicyVersion(p)
+	s.log.Info("policy activated", slog.String("file", path), slog.String("policy", v))
+	if err := s.core.RecordPolicy(ctx, "activated", "policy "+p.Name()+" from "+path+" sha256:"+p.Hash(), v); err != nil {
+		s.log.Error("audit", slog.Any("err", err))
+	}
+	select {
+	case s.reassessAll <- "policy " + v + " activated":
+	default:
+	}
 }
