@@ -188,6 +188,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 	var changes []change
 	var clear []device.Device
 	err := s.store.View(ctx, func(r store.Reader) error {
+		cache := provenance.NewCache()
 		for _, id := range ids {
 			d, err := r.Device(id)
 			if err != nil {
@@ -197,7 +198,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 				clear = append(clear, d)
 				continue
 			}
-			facts, err := provenance.Facts(r, id, s.owner)
+			facts, err := provenance.FactsOf(r, d, s.owner, cache)
 			if err != nil {
 				return err
 			}

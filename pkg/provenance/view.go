@@ -100,12 +100,59 @@ func Facts(r store.Reader, id string, me *owner.Identity) (View, error) {
 	return viewOf(r, id, me, vuln.Summary)
 }
 
+// Cache remembers manufacturers and product findings for the duration of
+// one read transaction, for callers that build the facts of many devices
+// (re-evaluation): devices of one product share them.
+type Cache struct {
+	mfrs     map[string]device.Manufacturer
+	findings map[[3]string]vuln.Findings
+}
+
+// NewCache returns an empty cache; use it within one transaction only.
+func NewCache() *Cache {
+	return &Cache{mfrs: map[string]device.Manufacturer{}, findings: map[[3]string]vuln.Findings{}}
+}
+
+// FactsOf is Facts for a device already read in this transaction, with a
+// cache shared by the devices of one pass.
+func FactsOf(r store.Reader, d device.Device, me *owner.Identity, c *Cache) (View, error) {
+	summary := func(r store.Reader, m, model, fw string) (vuln.Findings, error) {
+		k := [3]string{m, model, fw}
+		if f, ok := c.findings[k]; ok {
+			return f, nil
+		}
+		f, err := vuln.Summary(r, m, model, fw)
+		if err == nil {
+			c.findings[k] = f
+		}
+		return f, err
+	}
+	mfr := func(name string) (device.Manufacturer, error) {
+		if m, ok := c.mfrs[name]; ok {
+			return m, nil
+		}
+		m, err := r.Manufacturer(name)
+		if err == nil || errors.Is(err, store.ErrNotFound) {
+			c.mfrs[name] = m
+		}
+		return m, err
+	}
+	return build(r, d, me, summary, mfr)
+}
+
 func viewOf(r store.Reader, id string, me *owner.Identity,
 	findings func(store.Reader, string, string, string) (vuln.Findings, error)) (View, error) {
 	d, err := r.Device(id)
 	if err != nil {
 		return View{}, err
 	}
+	return build(r, d, me, findings, r.Manufacturer)
+}
+
+func build(r store.Reader, d device.Device, me *owner.Identity,
+	findings func(store.Reader, string, string, string) (vuln.Findings, error),
+	manufacturer func(string) (device.Manufacturer, error)) (View, error) {
+	id := d.ID
 	p := d.Provenance
 	v := View{
 		DeviceID: d.ID, State: d.State, Zone: d.Zone,
@@ -121,7 +168,7 @@ func viewOf(r store.Reader, id string, me *owner.Identity,
 	if me != nil {
 		v.Owner.Ours = me.Owns(p.Owner, p.OwnerKey)
 	}
-	m, err := r.Manufacturer(p.Manufacturer)
+	m, err := manufacturer(p.Manufacturer)
 	switch {
 	case err == nil:
 		v.Manufacturer.Trusted = m.Distrusted == ""
@@ -137,7 +184,7 @@ func viewOf(r store.Reader, id string, me *owner.Identity,
 	v.Vulns = VulnView{Open: f.Open, MaxCVSS: f.MaxCVSS}
 	v.DataVersions.VulnData = f.DataVersion
 	if rv := d.Reported.FirmwareVersion; rv != "" && rv != p.FirmwareVersion {
-		rf, err := vuln.Summary(r, p.Manufacturer, p.Model, rv)
+		rf, err := findings(r, p.Manufacturer, p.Model, rv)
 		if err != nil {
 			return View{}, fmt.Errorf("provenance: vulnerabilities of %s: %w", id, err)
 		}
