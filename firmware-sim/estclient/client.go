@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -469,4 +470,37 @@ func parseCertsOnly(body []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("%w: pkcs7 holds no certificate", ErrResponse)
 	}
 	return p7.Certificates, nil
+}
+
+// Profile is a device's network profile as Embark serves it at
+// /embark/profile (JSON).
+type Profile struct {
+	Device        string   `json:"device"`
+	State         string   `json:"state"`
+	Zone          string   `json:"zone,omitempty"`
+	SecurityLevel int      `json:"security_level,omitempty"`
+	Segment       string   `json:"segment,omitempty"`
+	Topics        []string `json:"topics,omitempty"`
+	Pending       string   `json:"pending,omitempty"`
+	Policy        string   `json:"policy,omitempty"`
+	Rule          string   `json:"rule,omitempty"`
+}
+
+// Profile fetches the device's own network profile; the connection must be
+// authenticated with its LDevID.
+func (c *Client) Profile(ctx context.Context) (*Profile, error) {
+	a, err := c.do(ctx, func(ctx context.Context) (*pool.Message, error) {
+		return c.conn.Get(ctx, "/embark/profile")
+	}, codes.Content)
+	if err != nil {
+		return nil, fmt.Errorf("estclient: profile: %w", err)
+	}
+	if err := a.expect(message.AppJSON); err != nil {
+		return nil, fmt.Errorf("estclient: profile: %w", err)
+	}
+	var p Profile
+	if err := json.Unmarshal(a.body, &p); err != nil {
+		return nil, fmt.Errorf("%w: profile: %v", ErrResponse, err)
+	}
+	return &p, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,11 @@ import (
 type Core interface {
 	Enroll(ctx context.Context, req onboard.Request) (*onboard.Result, error)
 	Renew(ctx context.Context, req onboard.Request) (*onboard.Result, error)
+}
+
+// ProfileSource answers a device with its network profile; optional.
+type ProfileSource interface {
+	ProfileOf(ctx context.Context, chain []*x509.Certificate) (onboard.Profile, error)
 }
 
 // Config configures a Server.
@@ -113,6 +119,9 @@ func New(cfg Config) (*Server, error) {
 		s.handle(root+"/att", s.attrs)
 	}
 	s.handle("/.well-known/core", s.core)
+	if ps, ok := cfg.Core.(ProfileSource); ok {
+		s.handle("/embark/profile", s.profile(ps))
+	}
 	s.router.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 		s.fail(w, codes.NotFound, onboard.ReasonBadRequest, "no such resource", 0)
 	}))
@@ -336,6 +345,34 @@ func (s *Server) enroll(renew bool) mux.HandlerFunc {
 	}
 }
 
+// profile serves GET /embark/profile: the authenticated device's network
+// profile as JSON (content format 50): zone, security level, segment,
+// allowed topics and the notice still pending for it.
+func (s *Server) profile(ps ProfileSource) mux.HandlerFunc {
+	return func(w mux.ResponseWriter, r *mux.Message) {
+		if r.Code() != codes.GET {
+			s.fail(w, codes.MethodNotAllowed, onboard.ReasonBadRequest, "profile answers GET", 0)
+			return
+		}
+		chain, _, err := s.peerChain(w.Conn().NetConn())
+		if err != nil {
+			s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "cannot read the client certificate", 0)
+			return
+		}
+		p, err := ps.ProfileOf(r.Context(), chain)
+		if err != nil {
+			s.refuse(w, "profile", w.Conn().RemoteAddr().String(), err)
+			return
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "cannot encode the profile", 0)
+			return
+		}
+		s.reply(w, codes.Content, message.AppJSON, b)
+	}
+}
+
 // core answers resource discovery (RFC 6690), with an rt filter.
 func (s *Server) core(w mux.ResponseWriter, r *mux.Message) {
 	links := []struct{ path, rt, ct string }{
@@ -344,6 +381,7 @@ func (s *Server) core(w mux.ResponseWriter, r *mux.Message) {
 		{"/est/sen", "ace.est.sen", `"281 287"`},
 		{"/est/sren", "ace.est.sren", `"281 287"`},
 		{"/est/att", "ace.est.att", "285"},
+		{"/embark/profile", "embark.profile", "50"},
 	}
 	filter := ""
 	if qs, err := r.Queries(); err == nil {

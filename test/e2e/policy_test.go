@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/factory"
 	"github.com/embark-iot/embark/firmware-sim/fleet"
 	"github.com/embark-iot/embark/pkg/admin"
@@ -79,8 +81,9 @@ func TestVEXMovesExactlyTheVulnerable(t *testing.T) {
 		return e.client.Do(ctx, http.MethodGet, "/v1/policy", nil, &info) == nil && info.Active && info.Name == "vex-test"
 	})
 
+	state := filepath.Join(t.TempDir(), "state.jsonl")
 	reps, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(),
-		RootFile: e.root, Concurrency: 50})
+		RootFile: e.root, Concurrency: 50, StateFile: state})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +128,35 @@ func TestVEXMovesExactlyTheVulnerable(t *testing.T) {
 	q, p, wrong := states()
 	if q != 100 || p != 50 || len(wrong) > 0 {
 		t.Fatalf("after the VEX: %d quarantined, %d in production, wrong %v", q, p, wrong)
+	}
+
+	// The device learns its new zone over DTLS with its LDevID.
+	recs, err := fleet.ReadState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec fleet.StateRecord
+	for _, r := range recs {
+		if r.Serial == "ACME-000001" {
+			rec = r
+		}
+	}
+	pair, err := tls.X509KeyPair([]byte(rec.CertPEM), []byte(rec.KeyPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := estclient.Dial(ctx, estclient.Config{Target: "coaps://" + e.srv.UDPAddr().String(), Roots: e.rootPool(), Certificate: &pair})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, err := c.Profile(ctx)
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prof.Zone != "quarantine" || prof.State != "quarantined" || prof.SecurityLevel != 1 || prof.Segment != "vlan-99" ||
+		prof.Pending == "" || prof.Rule != "critical-vulnerability" {
+		t.Fatalf("profile seen by the device: %+v", prof)
 	}
 
 	// A broken policy file is refused and the running one stays.
