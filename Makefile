@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParsePublicKey -fuzztime 30s ./pkg/hybridsig/
 	$(GO) test -run XXX -fuzz FuzzParseCSR -fuzztime 30s ./pkg/onboard/
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./pkg/vuln/
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s -fuzzminimizetime 5s ./policy/
 
 bench: build
 	$(GO) test -run XXX -bench . -benchmem ./pkg/... ./pki/...

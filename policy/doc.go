@@ -52,10 +52,14 @@
 // # Errors
 //
 // [Parse] and [Load] check the whole file and refuse it with an [*Errors]
-// listing every problem as file:line:column: message, CEL errors at the
-// place in the file where the expression goes wrong (for plain, quoted
-// and literal block scalars; else at the expression's start). A refused
-// file never yields a [*Policy].
+// listing every problem as file:line:column: message, each with a
+// [Reason]. CEL errors stand at the place in the file where the
+// expression goes wrong (for plain, quoted and literal block scalars
+// written without escapes; else at the expression's start, with the
+// position inside the expression in the message). YAML syntax errors
+// carry only the line the YAML parser reports: where the construct the
+// problem is in starts, or the problem's own line. A refused file never
+// yields a [*Policy].
 //
 // # Decisions
 //

@@ -238,21 +238,23 @@ func (ps *parser) parse() *Policy {
 	return p
 }
 
-// zone parses one zone; nameNode is nil when the name is missing.
+// zone parses one zone; ok reports whether it has a well-formed name (so
+// that rules naming it are not refused as well when something else about
+// the zone is wrong).
 func (ps *parser) zone(n *yaml.Node) (z Zone, nameNode *yaml.Node, ok bool) {
 	if !ps.kind(n, yaml.MappingNode, "zone", "a mapping") {
 		return Zone{}, nil, false
 	}
-	before := len(ps.errs)
-	m := ps.mapping(n, "zone", zoneKeys)
-	nameNode = ps.require(m, n, "zone", "name")
-	if nameNode != nil {
-		z.Name, _ = ps.name(nameNode, "zone name")
+	what := label("zone", n)
+	m := ps.mapping(n, what, zoneKeys)
+	if v := ps.require(m, n, what, "name"); v != nil {
+		z.Name, ok = ps.name(v, "zone name")
+		nameNode = v
 	}
 	if v := m.value("description"); v != nil {
 		ps.text(v, "description", 0)
 	}
-	if v := ps.require(m, n, "zone", "security_level"); v != nil {
+	if v := ps.require(m, n, what, "security_level"); v != nil {
 		l, err := strconv.Atoi(v.Value)
 		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || err != nil || l < 1 || l > MaxSecurityLevel {
 			ps.errorf(v, ReasonValue, "security_level %q is not an IEC 62443 security level (1 to %d)", v.Value, MaxSecurityLevel)
@@ -265,7 +267,7 @@ func (ps *parser) zone(n *yaml.Node) (z Zone, nameNode *yaml.Node, ok bool) {
 	if v := m.value("topics"); v != nil {
 		z.Topics, _ = ps.topics(v)
 	}
-	return z, nameNode, len(ps.errs) == before && nameNode != nil
+	return z, nameNode, ok
 }
 
 // rule parses and compiles one rule; nameNode is nil when the name is
@@ -275,15 +277,14 @@ func (ps *parser) rule(n *yaml.Node, p *Policy) (r rule, nameNode *yaml.Node, ok
 		return rule{}, nil, false
 	}
 	before := len(ps.errs)
-	m := ps.mapping(n, "rule", ruleKeys)
-	what := "rule"
-	if v := ps.require(m, n, "rule", "name"); v != nil {
+	what := label("rule", n)
+	m := ps.mapping(n, what, ruleKeys)
+	if v := ps.require(m, n, what, "name"); v != nil {
 		if s, okName := ps.name(v, "rule name"); okName {
 			if s == DefaultRule {
 				ps.errorf(v, ReasonValue, "rule name %q is reserved for the decision when no rule matches", s)
 			}
 			r.name, nameNode = s, v
-			what = "rule " + s
 		}
 	}
 	if v := m.value("description"); v != nil {
@@ -345,6 +346,19 @@ func (ps *parser) rule(n *yaml.Node, p *Policy) (r rule, nameNode *yaml.Node, ok
 		}
 	}
 	return r, nameNode, len(ps.errs) == before
+}
+
+// label names a zone or rule mapping in messages: "rule NAME" when it has
+// a well-formed name, else "rule".
+func label(kind string, n *yaml.Node) string {
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), deref(n.Content[i+1])
+		if k.Kind == yaml.ScalarNode && k.Value == "name" && v.Kind == yaml.ScalarNode &&
+			len(v.Value) <= MaxNameLen && namePattern.MatchString(v.Value) {
+			return kind + " " + v.Value
+		}
+	}
+	return kind
 }
 
 // zoneNamed returns the zone of that name among those parsed so far.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -111,7 +112,12 @@ func (p *Policy) Rules() []Rule {
 // together with a deny decision naming the rule, so a caller that only
 // looks at the decision refuses the device as well.
 func (p *Policy) Decide(in Input) (Decision, error) {
-	return p.decide(&in, nil)
+	a := activations.Get().(*activation)
+	a.in = in
+	d, err := p.decide(a, nil)
+	a.in = Input{}
+	activations.Put(a)
+	return d, err
 }
 
 // Explain decides as [Policy.Decide] does and reports every rule: whether
@@ -122,14 +128,13 @@ func (p *Policy) Explain(in Input) (Explanation, error) {
 	for i, r := range p.rules {
 		results[i] = RuleResult{Name: r.name, Expr: r.expr}
 	}
-	d, err := p.decide(&in, results)
+	d, err := p.decide(&activation{in: in}, results)
 	return Explanation{Rules: results, Decision: d}, err
 }
 
 // decide evaluates the rules; results, if not nil, has one entry per rule
 // to fill in.
-func (p *Policy) decide(in *Input, results []RuleResult) (Decision, error) {
-	act := &activation{in: in}
+func (p *Policy) decide(act *activation, results []RuleResult) (Decision, error) {
 	for i := range p.rules {
 		r := &p.rules[i]
 		matched, err := r.eval(act)
@@ -148,14 +153,14 @@ func (p *Policy) decide(in *Input, results []RuleResult) (Decision, error) {
 			}
 		}
 		if err != nil {
-			return p.failed(r, err), fmt.Errorf("policy %s: rule %s: %w: %w", p.name, r.name, ErrEvaluation, err)
+			return p.failed(r, err), fmt.Errorf("%w: %w (policy %s, rule %s)", ErrEvaluation, err, p.name, r.name)
 		}
-		d, err := p.decision(r, in)
+		d, err := p.decision(r, &act.in)
 		if err != nil {
 			if results != nil {
 				results[i].Err = err.Error()
 			}
-			return p.failed(r, err), fmt.Errorf("policy %s: rule %s: %w", p.name, r.name, err)
+			return p.failed(r, err), fmt.Errorf("%w (policy %s, rule %s)", err, p.name, r.name)
 		}
 		return d, nil
 	}
@@ -195,19 +200,27 @@ func (p *Policy) decision(r *rule, in *Input) (Decision, error) {
 	if r.action != ActionAllow && r.action != ActionQuarantine {
 		return d, nil
 	}
-	d.Zone = r.zone
-	d.Zone.Topics = slices.Clone(r.zone.Topics)
-	if !r.expand {
-		d.Topics = slices.Clone(r.topics)
-		return d, nil
-	}
 	id := in.Device.ID
-	if id == "" || strings.ContainsAny(id, "/+#\x00") {
+	if r.expand && (id == "" || strings.ContainsAny(id, "/+#\x00")) {
 		return Decision{}, fmt.Errorf("%w: %q", ErrUnsafeDeviceID, id)
 	}
-	d.Topics = make([]string, len(r.topics))
-	for i, t := range r.topics {
-		d.Topics[i] = strings.ReplaceAll(t, devicePlaceholder, id)
+	// One array holds the copies of the zone's topics and the decision's.
+	nz := len(r.zone.Topics)
+	buf := make([]string, nz+len(r.topics))
+	d.Zone = r.zone
+	d.Zone.Topics = nil
+	if nz > 0 {
+		d.Zone.Topics = buf[:nz:nz]
+		copy(d.Zone.Topics, r.zone.Topics)
+	}
+	if r.topics != nil {
+		d.Topics = buf[nz:]
+		for i, t := range r.topics {
+			if r.expand {
+				t = strings.ReplaceAll(t, devicePlaceholder, id)
+			}
+			d.Topics[i] = t
+		}
 	}
 	return d, nil
 }
@@ -223,9 +236,13 @@ func (p *Policy) failed(r *rule, err error) Decision {
 }
 
 // activation resolves the input variables for CEL without building a map.
+// Decide takes them from a pool, so that neither they nor the input copied
+// into them cost an allocation.
 type activation struct {
-	in *Input
+	in Input
 }
+
+var activations = sync.Pool{New: func() any { return new(activation) }}
 
 func (a *activation) ResolveName(name string) (any, bool) {
 	switch name {
