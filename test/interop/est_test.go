@@ -497,6 +497,11 @@ func TestDiscovery(t *testing.T) {
 		"/est/sren": `rt="ace.est.sren";ct="281 287"`,
 		"/est/att":  `rt="ace.est.att";ct=285`,
 	}
+	// Besides EST, the server lists the device's network profile.
+	withProfile := map[string]string{"/embark/profile": `rt="embark.profile";ct=50`, "/est": `rt="ace.est"`}
+	for k, v := range est {
+		withProfile[k] = v
+	}
 	tests := []struct {
 		name  string
 		query string
@@ -505,7 +510,7 @@ func TestDiscovery(t *testing.T) {
 		want map[string]string
 		only bool
 	}{
-		{name: "ok/all", want: est},
+		{name: "ok/all", want: withProfile},
 		{name: "ok/rt-wildcard", query: "?rt=ace.est*", want: est},
 		{name: "ok/rt-sen", query: "?rt=ace.est.sen", want: map[string]string{"/est/sen": est["/est/sen"]}, only: true},
 	}
@@ -524,8 +529,11 @@ func TestDiscovery(t *testing.T) {
 					}
 				}
 				for path, attrs := range links {
-					if !strings.HasPrefix(attrs, `rt="ace.est`) {
-						t.Errorf("link <%s>;%s is not an EST resource", path, attrs)
+					if _, known := withProfile[path]; !known {
+						t.Errorf("unexpected link <%s>;%s", path, attrs)
+					}
+					if tc.query != "" && !strings.HasPrefix(attrs, `rt="ace.est`) {
+						t.Errorf("link <%s>;%s passed the filter %s", path, attrs, tc.query)
 					}
 					if _, ok := tc.want[path]; tc.only && !ok {
 						t.Errorf("link <%s> does not match the filter %s", path, tc.query)
