@@ -3,7 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -69,22 +68,5 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte, out a
 		return err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		var e Error
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &APIError{Status: resp.StatusCode, Msg: e.Error}
-		}
-		return &APIError{Status: resp.StatusCode, Msg: string(bytes.TrimSpace(data))}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("decode answer: %w", err)
-	}
-	return nil
+	return decodeAnswer(resp, out)
 }

@@ -152,6 +152,13 @@ func (p *PublicKey) VerifyContext(msg, ctx, sig []byte) error {
 	if err != nil {
 		return fmt.Errorf("hybridsig: verify: %w", err)
 	}
+	return p.verifyRepresentative(mp, sig)
+}
+
+// verifyRepresentative checks both halves of sig over the message
+// representative M'. Both are always checked, so the error names every
+// half that failed.
+func (p *PublicKey) verifyRepresentative(mp, sig []byte) error {
 	mlSig, ecSig, err := splitSignature(sig)
 	if err != nil {
 		return fmt.Errorf("hybridsig: verify: %w", err)

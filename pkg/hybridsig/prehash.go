@@ -58,22 +58,7 @@ func (p *PublicKey) VerifyDigest(digest, ctx, sig []byte) error {
 	if err != nil {
 		return fmt.Errorf("hybridsig: verify: %w", err)
 	}
-	mlSig, ecSig, err := splitSignature(sig)
-	if err != nil {
-		return fmt.Errorf("hybridsig: verify: %w", err)
-	}
-	var errs []error
-	if !mldsa65.Verify(p.ml, mp, []byte(Label), mlSig) {
-		errs = append(errs, ErrMLDSA)
-	}
-	h := sha256.Sum256(mp)
-	if !ecdsa.VerifyASN1(p.ec, h[:], ecSig) {
-		errs = append(errs, ErrECDSA)
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("hybridsig: verify: %w", errors.Join(errs...))
-	}
-	return nil
+	return p.verifyRepresentative(mp, sig)
 }
 
 // representativeOfDigest returns M' = Prefix || Label || len(ctx) || ctx ||
