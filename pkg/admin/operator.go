@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/onboard"
@@ -15,6 +16,7 @@ import (
 type OperatorCore interface {
 	Approve(ctx context.Context, id, actor, reason string) (device.Device, error)
 	Deny(ctx context.Context, id, actor, reason string) (device.Device, error)
+	Revoke(ctx context.Context, id, actor, reason string, code int) (device.Device, error)
 	Reevaluate(ctx context.Context, all bool, cause string) (onboard.ReevaluationResult, error)
 	Explain(ctx context.Context, id string, p *policy.Policy) (policy.Input, policy.Explanation, error)
 	DryRun(ctx context.Context, p *policy.Policy, all bool) ([]onboard.DryRunRow, error)
@@ -28,6 +30,7 @@ type OperatorCore interface {
 func (h *handler) registerOperator(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/devices/{id}/approve", h.operatorAction)
 	mux.HandleFunc("POST /v1/devices/{id}/deny", h.operatorAction)
+	mux.HandleFunc("POST /v1/devices/{id}/revoke", h.operatorAction)
 	mux.HandleFunc("POST /v1/reevaluate", h.reevaluate)
 }
 
@@ -55,12 +58,21 @@ func (h *handler) operatorAction(w http.ResponseWriter, r *http.Request) {
 	}
 	who := actor(r)
 	var d device.Device
-	if r.URL.Path[len(r.URL.Path)-len("approve"):] == "approve" {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/approve"):
 		d, err = h.b.Core.Approve(r.Context(), id, who, req.Reason)
-	} else {
+	case strings.HasSuffix(r.URL.Path, "/revoke"):
+		if req.Reason == "" {
+			h.bad(w, `revoke: body {"reason": "..."} with a reason`)
+			return
+		}
+		d, err = h.b.Core.Revoke(r.Context(), id, who, req.Reason, onboard.ReasonCodePrivilegeWithdrawn)
+	default:
 		d, err = h.b.Core.Deny(r.Context(), id, who, req.Reason)
 	}
 	switch {
+	case errors.Is(err, onboard.ErrNotRevocable):
+		writeJSON(w, http.StatusConflict, Error{Error: err.Error()})
 	case errors.Is(err, onboard.ErrUnknownDevice):
 		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
 	case errors.Is(err, onboard.ErrNotHeld):

@@ -64,6 +64,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Logger receives errors and refusals. Default: discard.
 	Logger *slog.Logger
+	// CertStatus, if set, is asked about the client certificate of every
+	// new DTLS/TLS session; an error refuses the handshake (revoked or
+	// superseded LDevIDs).
+	CertStatus func(leaf *x509.Certificate) error
 }
 
 // Server serves EST-coaps on any number of DTLS and TLS listeners.
@@ -72,14 +76,15 @@ type Server struct {
 	router *mux.Router
 	log    *slog.Logger
 
-	mu      sync.Mutex
-	stops   []func()
-	wg      sync.WaitGroup
-	crts281 []byte
-	crts287 []byte
-	att     []byte
-	parsed  map[string]*x509.Certificate
-	blocks  *reassembler
+	mu       sync.Mutex
+	stops    []func()
+	wg       sync.WaitGroup
+	crts281  []byte
+	crts287  []byte
+	att      []byte
+	parsed   map[string]*x509.Certificate
+	blocks   *reassembler
+	sessions sessions
 }
 
 // New returns a Server.
@@ -167,6 +172,9 @@ func (s *Server) DTLSConfig() *piondtls.Config {
 		},
 		ClientAuth:           piondtls.RequestClientCert,
 		ExtendedMasterSecret: piondtls.RequireExtendedMasterSecret,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return s.checkPeer(raw)
+		},
 	}
 }
 
@@ -178,6 +186,9 @@ func (s *Server) TLSConfig() *tls.Config {
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"coap"},
 		ClientAuth:   tls.RequestClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return s.checkPeer(raw)
+		},
 		CipherSuites: []uint16{
 			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
@@ -319,6 +330,7 @@ func (s *Server) enroll(renew bool) mux.HandlerFunc {
 			s.log.Error("peer certificate", slog.Any("err", err))
 			return
 		}
+		s.trackPeer(w.Conn(), chain)
 		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 		defer cancel()
 		req := onboard.Request{Chain: chain, CSR: body, Transport: transport, Remote: w.Conn().RemoteAddr().String()}
@@ -359,6 +371,7 @@ func (s *Server) profile(ps ProfileSource) mux.HandlerFunc {
 			s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "cannot read the client certificate", 0)
 			return
 		}
+		s.trackPeer(w.Conn(), chain)
 		p, err := ps.ProfileOf(r.Context(), chain)
 		if err != nil {
 			s.refuse(w, "profile", w.Conn().RemoteAddr().String(), err)

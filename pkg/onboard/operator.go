@@ -31,7 +31,7 @@ func (s *Service) Approve(ctx context.Context, id, actor, reason string) (device
 			return fmt.Errorf("%w: %s is %s", ErrNotHeld, d.ID, d.State)
 		}
 		if d.Flags.Reonboard != "" {
-			if err := retire(tx, d.ID, device.CertSuperseded, "re-onboarding approved by "+actor, now); err != nil {
+			if _, err := s.retire(tx, d.ID, device.CertSuperseded, "re-onboarding approved by "+actor, now, ReasonCodeSuperseded); err != nil {
 				return err
 			}
 			d.Current, d.Previous = "", ""
@@ -48,11 +48,13 @@ func (s *Service) Approve(ctx context.Context, id, actor, reason string) (device
 
 // Deny refuses a held device: it is denied and its certificates revoked.
 func (s *Service) Deny(ctx context.Context, id, actor, reason string) (device.Device, error) {
-	return s.operatorAction(ctx, id, actor, "deny", reason, func(tx store.Tx, d *device.Device, now time.Time) error {
+	var gone []string
+	d, err := s.operatorAction(ctx, id, actor, "deny", reason, func(tx store.Tx, d *device.Device, now time.Time) error {
 		if d.State != device.Held {
 			return fmt.Errorf("%w: %s is %s", ErrNotHeld, d.ID, d.State)
 		}
-		if err := retire(tx, d.ID, device.CertRevoked, "denied by "+actor, now); err != nil {
+		var err error
+		if gone, err = s.retire(tx, d.ID, device.CertRevoked, "denied by "+actor, now, ReasonCodePrivilegeWithdrawn); err != nil {
 			return err
 		}
 		next, err := device.Next(d.State, device.EvDeny)
@@ -63,6 +65,10 @@ func (s *Service) Deny(ctx context.Context, id, actor, reason string) (device.De
 		d.Flags.Pending = "revoked: denied by an operator"
 		return nil
 	})
+	if err == nil {
+		s.revoked(gone)
+	}
+	return d, err
 }
 
 func (s *Service) operatorAction(ctx context.Context, id, actor, op, reason string,
@@ -97,21 +103,38 @@ func (s *Service) operatorAction(ctx context.Context, id, actor, op, reason stri
 	return out, err
 }
 
-// retire moves every usable certificate of a device to status.
-func retire(tx store.Tx, id string, status device.CertStatus, reason string, now time.Time) error {
+// retire moves every usable certificate of a device to status; revoked
+// ones are recorded for the CRL through the revocation hook. It returns
+// the serials it retired.
+func (s *Service) retire(tx store.Tx, id string, status device.CertStatus, reason string, now time.Time, code int) ([]string, error) {
 	certs, err := tx.CertificatesOf(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []string
 	for _, c := range certs {
-		if c.Status.Usable() {
-			c.Status, c.StatusAt, c.Reason = status, now, reason
-			if err := tx.PutCertificate(c); err != nil {
-				return err
+		if !c.Status.Usable() {
+			continue
+		}
+		c.Status, c.StatusAt, c.Reason = status, now, reason
+		if err := tx.PutCertificate(c); err != nil {
+			return nil, err
+		}
+		if status == device.CertRevoked && s.revHook.Record != nil {
+			if err := s.revHook.Record(tx, c, now, code); err != nil {
+				return nil, err
 			}
 		}
+		out = append(out, c.Serial)
 	}
-	return nil
+	return out, nil
+}
+
+// revoked tells the hook which certificates a committed transaction revoked.
+func (s *Service) revoked(serials []string) {
+	if s.revHook.Committed != nil && len(serials) > 0 {
+		s.revHook.Committed(serials)
+	}
 }
 
 // ReevaluationResult counts what a re-evaluation did.
@@ -219,7 +242,9 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 	if err != nil {
 		return fmt.Errorf("onboard: reevaluate: %w", err)
 	}
+	var gone []string
 	err = s.store.Update(ctx, func(tx store.Tx) error {
+		gone = gone[:0]
 		for _, c := range clear {
 			if c.Flags.Reevaluate == "" {
 				continue
@@ -242,7 +267,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 				continue // changed meanwhile: the next enrollment or pass decides
 			}
 			prev := currentAction(d.State)
-			if err := s.applyReevaluation(tx, &d, c.dec, now); err != nil {
+			if err := s.applyReevaluation(tx, &d, c.dec, now, &gone); err != nil {
 				return err
 			}
 			d.Flags.Reevaluate = ""
@@ -260,6 +285,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 	if err != nil {
 		return fmt.Errorf("onboard: reevaluate: %w", err)
 	}
+	s.revoked(gone)
 	for _, c := range changes {
 		res.Changed++
 		if Severity(c.dec.Action) > Severity(currentAction(c.dev.State)) {
@@ -276,7 +302,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 }
 
 // applyReevaluation moves a device to what a new decision says.
-func (s *Service) applyReevaluation(tx store.Tx, d *device.Device, dec Decision, now time.Time) error {
+func (s *Service) applyReevaluation(tx store.Tx, d *device.Device, dec Decision, now time.Time, revokedOut *[]string) error {
 	switch dec.Action {
 	case Allow, Quarantine:
 		if err := s.moveTo(d, dec, now, "reevaluation"); err != nil {
@@ -291,9 +317,11 @@ func (s *Service) applyReevaluation(tx store.Tx, d *device.Device, dec Decision,
 		d.State, d.Reason, d.Cause, d.UpdatedAt = next, dec.Reason, "reevaluation", now
 		d.Flags.Pending = "held: " + dec.Reason
 	case Deny:
-		if err := retire(tx, d.ID, device.CertRevoked, "denied by policy rule "+dec.Rule, now); err != nil {
+		gone, err := s.retire(tx, d.ID, device.CertRevoked, "denied by policy rule "+dec.Rule, now, ReasonCodePrivilegeWithdrawn)
+		if err != nil {
 			return err
 		}
+		*revokedOut = append(*revokedOut, gone...)
 		next, err := device.Next(d.State, device.EvDeny)
 		if err != nil {
 			return err

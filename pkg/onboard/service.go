@@ -68,6 +68,7 @@ type Service struct {
 	sem          chan struct{}
 	verifier     atomic.Pointer[idevid.Verifier]
 	owner        *owner.Identity
+	revHook      RevocationHook
 }
 
 // Option configures a Service.

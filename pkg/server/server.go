@@ -168,6 +168,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		onboard.WithMaxInFlight(e.MaxInFlight, time.Duration(e.RetryAfter)),
 		onboard.WithHoldRetry(time.Duration(e.HoldRetry)),
 		onboard.WithOwner(s.owner),
+		onboard.WithRevocationHook(onboard.RevocationHook{Committed: s.revoked}),
 	)
 	if err != nil {
 		db.Close()
@@ -195,6 +196,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		MaxBody:          cfg.CoAP.MaxBody,
 		HandshakeTimeout: time.Duration(cfg.CoAP.HandshakeTimeout),
 		Logger:           s.log,
+		CertStatus:       core.CertUsable,
 	})
 	if err != nil {
 		db.Close()
@@ -390,6 +392,16 @@ func (s *Server) TCPAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s
 
 // CA returns the server's CA.
 func (s *Server) CA() *pki.CA { return s.ca }
+
+// revoked drops the live sessions of revoked certificates.
+func (s *Server) revoked(serials []string) {
+	if s.coap == nil {
+		return
+	}
+	if n := s.coap.Disconnect(serials...); n > 0 {
+		s.log.Info("dropped sessions of revoked certificates", slog.Int("sessions", n), slog.Int("certificates", len(serials)))
+	}
+}
 
 // Owner returns the operator's owner identity.
 func (s *Server) Owner() *owner.Identity { return s.owner }

@@ -1,0 +1,111 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/embark-iot/embark/firmware-sim/estclient"
+	"github.com/embark-iot/embark/firmware-sim/fleet"
+	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/device"
+)
+
+// TestRevokeCutsOffLiveSessions: a device holding a DTLS session with its
+// LDevID is revoked; the session is dropped at once, a new handshake with
+// the same LDevID is refused, and so is renewal.
+func TestRevokeCutsOffLiveSessions(t *testing.T) {
+	e := startEmbark(t, nil)
+	fdir := mint(t, 2, 0)
+	e.trustAndImport(t, fdir)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	state := filepath.Join(t.TempDir(), "state.jsonl")
+	reps, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(),
+		RootFile: e.root, StateFile: state})
+	if err != nil || reps[0].OK != 2 {
+		t.Fatalf("%v %v", reps, err)
+	}
+	recs, err := fleet.ReadState(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certOf := func(serial string) tls.Certificate {
+		for _, r := range recs {
+			if r.Serial == serial {
+				pair, err := tls.X509KeyPair([]byte(r.CertPEM), []byte(r.KeyPEM))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pair
+			}
+		}
+		t.Fatalf("no state for %s", serial)
+		return tls.Certificate{}
+	}
+	dial := func(c tls.Certificate) (*estclient.Client, error) {
+		return estclient.Dial(ctx, estclient.Config{Target: "coaps://" + e.srv.UDPAddr().String(), Roots: e.rootPool(),
+			Certificate: &c, Timeout: 3 * time.Second})
+	}
+	victim, bystander := certOf("ACME-000001"), certOf("ACME-000002")
+	live, err := dial(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	other, err := dial(bystander)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, c := range []*estclient.Client{live, other} {
+		if _, err := c.Profile(ctx); err != nil { // sessions in use
+			t.Fatal(err)
+		}
+	}
+
+	body, _ := json.Marshal(admin.OperatorRequest{Reason: "key leaked"})
+	var d device.Device
+	if err := e.client.Do(ctx, http.MethodPost, "/v1/devices/acme:ACME-000001/revoke", body, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.State != device.Revoked {
+		t.Fatalf("state %s", d.State)
+	}
+	start := time.Now()
+	waitFor(t, "the live session to drop", 2*time.Second, func() bool {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		_, err := live.Profile(c)
+		return err != nil
+	})
+	t.Logf("session dropped %s after the revocation", time.Since(start).Round(time.Millisecond))
+	if _, err := other.Profile(ctx); err != nil {
+		t.Fatalf("another device's session was dropped: %v", err)
+	}
+	if c, err := dial(victim); err == nil {
+		_, perr := c.Profile(ctx)
+		c.Close()
+		t.Fatalf("new session with the revoked LDevID accepted (profile: %v)", perr)
+	}
+	// Renewal with the revoked certificate is refused (over TLS, whose
+	// handshake refuses it the same way).
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if c, err := estclient.Dial(ctx, estclient.Config{Target: "coaps+tcp://" + e.srv.TCPAddr().String(), Roots: e.rootPool(),
+		Certificate: &victim, Timeout: 3 * time.Second}); err == nil {
+		_, rerr := c.Reenroll(ctx, csr)
+		c.Close()
+		if rerr == nil {
+			t.Fatal("renewal with a revoked LDevID succeeded")
+		}
+	}
+}
