@@ -41,6 +41,8 @@ type Backend struct {
 	// Policy returns the active policy, nil while the built-in decision
 	// applies.
 	Policy func() *policy.Policy
+	// CRL returns the current DER CRL of the issuing CA; nil disables GET /v1/crl.
+	CRL func(context.Context) ([]byte, error)
 	// Status adds server facts (listeners, version) to /v1/status.
 	Status func() map[string]any
 	Clock  func() time.Time
@@ -73,6 +75,7 @@ func Handler(b Backend) http.Handler {
 	h.registerView(mux)
 	h.registerOperator(mux)
 	h.registerPolicy(mux)
+	mux.HandleFunc("GET /v1/crl", h.crl)
 	return mux
 }
 
@@ -356,4 +359,19 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// crl serves the current CRL of the issuing CA (DER, application/pkix-crl).
+func (h *handler) crl(w http.ResponseWriter, r *http.Request) {
+	if h.b.CRL == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "no CRL publisher"})
+		return
+	}
+	der, err := h.b.CRL(r.Context())
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/pkix-crl")
+	_, _ = w.Write(der)
 }

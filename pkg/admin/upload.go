@@ -54,3 +54,25 @@ func decodeAnswer(resp *http.Response, out any) error {
 	}
 	return nil
 }
+
+// Raw fetches a non-JSON answer (such as the DER CRL of GET /v1/crl).
+func (c *Client) Raw(ctx context.Context, path string, out *[]byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://embark"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeAnswer(resp, nil)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	*out = b
+	return nil
+}

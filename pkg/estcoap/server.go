@@ -68,6 +68,8 @@ type Config struct {
 	// new DTLS/TLS session; an error refuses the handshake (revoked or
 	// superseded LDevIDs).
 	CertStatus func(leaf *x509.Certificate) error
+	// CRL, if set, serves the issuing CA's current CRL at /embark/crl.
+	CRL func(context.Context) ([]byte, error)
 }
 
 // Server serves EST-coaps on any number of DTLS and TLS listeners.
@@ -124,6 +126,9 @@ func New(cfg Config) (*Server, error) {
 		s.handle(root+"/att", s.attrs)
 	}
 	s.handle("/.well-known/core", s.core)
+	if cfg.CRL != nil {
+		s.handle("/embark/crl", s.crlResource)
+	}
 	if ps, ok := cfg.Core.(ProfileSource); ok {
 		s.handle("/embark/profile", s.profile(ps))
 	}
@@ -386,6 +391,22 @@ func (s *Server) profile(ps ProfileSource) mux.HandlerFunc {
 	}
 }
 
+// crlResource serves GET /embark/crl: the issuing CA's CRL, DER
+// (content format 42, application/octet-stream: CoAP has none for pkix-crl).
+func (s *Server) crlResource(w mux.ResponseWriter, r *mux.Message) {
+	if r.Code() != codes.GET {
+		s.fail(w, codes.MethodNotAllowed, onboard.ReasonBadRequest, "crl answers GET", 0)
+		return
+	}
+	der, err := s.cfg.CRL(r.Context())
+	if err != nil {
+		s.log.Error("crl", slog.Any("err", err))
+		s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "CRL unavailable", 0)
+		return
+	}
+	s.reply(w, codes.Content, message.AppOctets, der)
+}
+
 // core answers resource discovery (RFC 6690), with an rt filter.
 func (s *Server) core(w mux.ResponseWriter, r *mux.Message) {
 	links := []struct{ path, rt, ct string }{
@@ -395,6 +416,7 @@ func (s *Server) core(w mux.ResponseWriter, r *mux.Message) {
 		{"/est/sren", "ace.est.sren", `"281 287"`},
 		{"/est/att", "ace.est.att", "285"},
 		{"/embark/profile", "embark.profile", "50"},
+		{"/embark/crl", "embark.crl", "42"},
 	}
 	filter := ""
 	if qs, err := r.Queries(); err == nil {

@@ -17,9 +17,12 @@ import (
 
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/config"
+	"github.com/embark-iot/embark/pkg/crl"
+	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/estcoap"
 	"github.com/embark-iot/embark/pkg/onboard"
 	"github.com/embark-iot/embark/pkg/owner"
+	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pkg/store/bolt"
 	"github.com/embark-iot/embark/pki"
 	"github.com/embark-iot/embark/policy"
@@ -77,6 +80,7 @@ type Server struct {
 	ca      *pki.CA
 	owner   *owner.Identity
 	decider *onboard.PolicyDecider
+	crl     *crl.Publisher
 	// policyHash is the hash of the policy file content last seen
 	// (activated or refused), so that each change is handled once.
 	policyHash string
@@ -146,6 +150,11 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.store = db
+	s.crl, err = crl.New(db, ca, crl.WithClock(s.clock), crl.WithLogger(s.log))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	e := cfg.Enrollment
 	s.decider = onboard.NewPolicyDecider(onboard.StaticDecider{Zone: e.Zone, Lifetime: time.Duration(e.LDevIDLifetime)})
 	if path := cfg.PolicyPath(); path != "" {
@@ -168,7 +177,12 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		onboard.WithMaxInFlight(e.MaxInFlight, time.Duration(e.RetryAfter)),
 		onboard.WithHoldRetry(time.Duration(e.HoldRetry)),
 		onboard.WithOwner(s.owner),
-		onboard.WithRevocationHook(onboard.RevocationHook{Committed: s.revoked}),
+		onboard.WithRevocationHook(onboard.RevocationHook{
+			Record: func(tx store.Tx, c device.Certificate, at time.Time, reason int) error {
+				return crl.RecordRevocation(tx, c.Serial, c.NotAfter, at, reason)
+			},
+			Committed: s.revoked,
+		}),
 	)
 	if err != nil {
 		db.Close()
@@ -197,6 +211,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		HandshakeTimeout: time.Duration(cfg.CoAP.HandshakeTimeout),
 		Logger:           s.log,
 		CertStatus:       core.CertUsable,
+		CRL:              s.crl.Current,
 	})
 	if err != nil {
 		db.Close()
@@ -212,6 +227,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		Core:         core,
 		DataChanged:  s.dataChanged,
 		Policy:       s.decider.Current,
+		CRL:          s.crl.Current,
 	})
 	return s, nil
 }
@@ -251,10 +267,14 @@ func (s *Server) startBackground() {
 	s.stopBg = cancel
 	s.reassess = make(chan string, 1)
 	s.reassessAll = make(chan string, 1)
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go func() {
 		defer s.bg.Done()
 		s.watchPolicy(ctx, 2*time.Second)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.crl.Run(ctx)
 	}()
 	go func() {
 		defer s.bg.Done()
@@ -395,6 +415,7 @@ func (s *Server) CA() *pki.CA { return s.ca }
 
 // revoked drops the live sessions of revoked certificates.
 func (s *Server) revoked(serials []string) {
+	s.crl.Trigger()
 	if s.coap == nil {
 		return
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strings"
 	"time"
 
 	"github.com/embark-iot/embark/pkg/audit"
+	"github.com/embark-iot/embark/pkg/crl"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store"
@@ -210,6 +212,11 @@ func create(ctx context.Context, st store.Store, seller *owner.Identity, id, toN
 			c.Status, c.StatusAt, c.Reason = device.CertRevoked, now, "transferred to "+toName
 			if err := tx.PutCertificate(c); err != nil {
 				return err
+			}
+			if n, ok := new(big.Int).SetString(c.Serial, 16); ok {
+				if err := crl.RecordRevocation(tx, crl.SerialHex(n), c.NotAfter, now, crl.ReasonAffiliationChanged); err != nil {
+					return err
+				}
 			}
 			exp.Revoked = append(exp.Revoked, c.Serial)
 		}

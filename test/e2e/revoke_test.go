@@ -8,8 +8,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +101,47 @@ func TestRevokeCutsOffLiveSessions(t *testing.T) {
 		c.Close()
 		t.Fatalf("new session with the revoked LDevID accepted (profile: %v)", perr)
 	}
+	// The revoked certificate is in the CRL, which verifies against the
+	// issuing CA (and openssl agrees).
+	var revokedSerial string
+	if leaf, err := x509.ParseCertificate(victim.Certificate[0]); err == nil {
+		revokedSerial = fmt.Sprintf("%x", leaf.SerialNumber)
+	}
+	waitFor(t, "the CRL to list the revoked certificate", 5*time.Second, func() bool {
+		der, err := e.fetchCRL(ctx)
+		if err != nil {
+			return false
+		}
+		rl, err := x509.ParseRevocationList(der)
+		if err != nil || rl.CheckSignatureFrom(e.srv.CA().Intermediate()) != nil {
+			return false
+		}
+		for _, en := range rl.RevokedCertificateEntries {
+			if fmt.Sprintf("%x", en.SerialNumber) == revokedSerial {
+				return true
+			}
+		}
+		return false
+	})
+	if openssl, err := exec.LookPath("openssl"); err == nil {
+		der, _ := e.fetchCRL(ctx)
+		dir := t.TempDir()
+		crlFile, chain := filepath.Join(dir, "crl.der"), filepath.Join(dir, "chain.pem")
+		_ = os.WriteFile(crlFile, der, 0o600)
+		var pemChain []byte
+		for _, c := range e.srv.CA().Chain() {
+			pemChain = append(pemChain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+		_ = os.WriteFile(chain, pemChain, 0o600)
+		out, err := exec.CommandContext(ctx, openssl, "crl", "-inform", "DER", "-in", crlFile, "-CAfile", chain, "-noout", "-text").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "verify OK") {
+			t.Fatalf("openssl crl does not verify the CRL against the Embark CA: %v\n%s", err, out)
+		}
+		if !strings.Contains(strings.ToUpper(string(out)), strings.ToUpper(revokedSerial)) {
+			t.Fatalf("openssl does not list %s:\n%s", revokedSerial, out)
+		}
+	}
+
 	// Renewal with the revoked certificate is refused (over TLS, whose
 	// handshake refuses it the same way).
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -108,4 +154,11 @@ func TestRevokeCutsOffLiveSessions(t *testing.T) {
 			t.Fatal("renewal with a revoked LDevID succeeded")
 		}
 	}
+}
+
+// fetchCRL gets the CRL from the admin API.
+func (e *embark) fetchCRL(ctx context.Context) ([]byte, error) {
+	var out []byte
+	err := e.client.Raw(ctx, "/v1/crl", &out)
+	return out, err
 }
