@@ -28,9 +28,10 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	}
 	list := len(pos) == 1 && pos[0] == "list"
 	show := len(pos) == 2 && pos[0] == "show"
-	decide := len(pos) == 2 && (pos[0] == "approve" || pos[0] == "deny" || pos[0] == "revoke")
+	decide := len(pos) == 2 && (pos[0] == "approve" || pos[0] == "deny" || pos[0] == "revoke" ||
+		pos[0] == "decommission" || pos[0] == "reonboard")
 	if !list && !show && !decide {
-		return fmt.Errorf("%w: device list | show ID | approve ID | deny ID | revoke ID [--reason R]", errUsage)
+		return fmt.Errorf("%w: device list | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R]", errUsage)
 	}
 	if decide && pos[0] == "revoke" && *reason == "" {
 		return fmt.Errorf("%w: device revoke ID --reason R: a reason is required", errUsage)

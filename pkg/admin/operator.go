@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/onboard"
@@ -17,6 +18,9 @@ type OperatorCore interface {
 	Approve(ctx context.Context, id, actor, reason string) (device.Device, error)
 	Deny(ctx context.Context, id, actor, reason string) (device.Device, error)
 	Revoke(ctx context.Context, id, actor, reason string, code int) (device.Device, error)
+	Decommission(ctx context.Context, id, actor, reason string) (device.Device, error)
+	Reonboard(ctx context.Context, id, actor, reason string) (device.Device, error)
+	Expiring(ctx context.Context, within time.Duration) ([]device.Certificate, error)
 	Reevaluate(ctx context.Context, all bool, cause string) (onboard.ReevaluationResult, error)
 	Explain(ctx context.Context, id string, p *policy.Policy) (policy.Input, policy.Explanation, error)
 	DryRun(ctx context.Context, p *policy.Policy, all bool) ([]onboard.DryRunRow, error)
@@ -31,6 +35,9 @@ func (h *handler) registerOperator(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/devices/{id}/approve", h.operatorAction)
 	mux.HandleFunc("POST /v1/devices/{id}/deny", h.operatorAction)
 	mux.HandleFunc("POST /v1/devices/{id}/revoke", h.operatorAction)
+	mux.HandleFunc("POST /v1/devices/{id}/decommission", h.operatorAction)
+	mux.HandleFunc("POST /v1/devices/{id}/reonboard", h.operatorAction)
+	mux.HandleFunc("GET /v1/certs/expiring", h.expiring)
 	mux.HandleFunc("POST /v1/reevaluate", h.reevaluate)
 }
 
@@ -61,6 +68,10 @@ func (h *handler) operatorAction(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/approve"):
 		d, err = h.b.Core.Approve(r.Context(), id, who, req.Reason)
+	case strings.HasSuffix(r.URL.Path, "/decommission"):
+		d, err = h.b.Core.Decommission(r.Context(), id, who, req.Reason)
+	case strings.HasSuffix(r.URL.Path, "/reonboard"):
+		d, err = h.b.Core.Reonboard(r.Context(), id, who, req.Reason)
 	case strings.HasSuffix(r.URL.Path, "/revoke"):
 		if req.Reason == "" {
 			h.bad(w, `revoke: body {"reason": "..."} with a reason`)
@@ -107,4 +118,31 @@ func (h *handler) reevaluate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// expiring serves GET /v1/certs/expiring?within=72h: current certificates
+// that expire within the window, soonest first.
+func (h *handler) expiring(w http.ResponseWriter, r *http.Request) {
+	if h.b.Core == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "not available"})
+		return
+	}
+	within := 72 * time.Hour
+	if s := r.URL.Query().Get("within"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			h.bad(w, "within: want a positive duration such as 72h")
+			return
+		}
+		within = d
+	}
+	certs, err := h.b.Core.Expiring(r.Context(), within)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	if certs == nil {
+		certs = []device.Certificate{}
+	}
+	writeJSON(w, http.StatusOK, certs)
 }

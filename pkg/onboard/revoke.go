@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/embark-iot/embark/pkg/device"
@@ -88,4 +89,73 @@ func (s *Service) CertUsable(leaf *x509.Certificate) error {
 		return fmt.Errorf("%w: %s is %s", ErrCertificateNotUsable, serial, c.Status)
 	}
 	return nil
+}
+
+// Decommission retires a device for good: its live certificates are
+// revoked (cessation of operation) and it is marked decommissioned. It can
+// come back only through Reonboard.
+func (s *Service) Decommission(ctx context.Context, id, actor, reason string) (device.Device, error) {
+	var revoked []string
+	d, err := s.operatorAction(ctx, id, actor, "decommission", reason, func(tx store.Tx, d *device.Device, now time.Time) error {
+		next, err := device.Next(d.State, device.EvDecom)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotRevocable, err)
+		}
+		if revoked, err = s.retire(tx, d.ID, device.CertRevoked, "decommissioned by "+actor, now, ReasonCodeCessation); err != nil {
+			return err
+		}
+		d.State, d.Zone, d.Profile = next, "", device.Profile{}
+		d.Flags.Pending = "decommissioned"
+		return nil
+	})
+	if err != nil {
+		return device.Device{}, err
+	}
+	s.revoked(revoked)
+	return d, nil
+}
+
+// Reonboard lets a revoked, decommissioned, denied or held device start
+// over (after a factory reset): it returns to expected with no current
+// certificate, so that its next enrollment opens a fresh identity history
+// (an audit entry marks the start). Certificates still usable are superseded.
+func (s *Service) Reonboard(ctx context.Context, id, actor, reason string) (device.Device, error) {
+	return s.operatorAction(ctx, id, actor, "reonboard", reason, func(tx store.Tx, d *device.Device, now time.Time) error {
+		next, err := device.Next(d.State, device.EvReonboard)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotRevocable, err)
+		}
+		if _, err := s.retire(tx, d.ID, device.CertSuperseded, "re-onboarded by "+actor, now, ReasonCodeSuperseded); err != nil {
+			return err
+		}
+		d.State, d.Current, d.Previous, d.Zone, d.Profile = next, "", "", "", device.Profile{}
+		d.Flags = device.Flags{}
+		return nil
+	})
+}
+
+// Expiring lists the current certificates of devices that expire before
+// now+within, soonest first.
+func (s *Service) Expiring(ctx context.Context, within time.Duration) ([]device.Certificate, error) {
+	limit := s.clock().Add(within)
+	var out []device.Certificate
+	err := s.store.View(ctx, func(r store.Reader) error {
+		out = nil
+		return r.Devices("", func(d device.Device) (bool, error) {
+			if d.Current == "" || (d.State != device.Onboarded && d.State != device.Quarantined) {
+				return true, nil
+			}
+			c, err := r.Certificate(d.Current)
+			if err != nil {
+				return false, err
+			}
+			if c.NotAfter.Before(limit) {
+				c.DER = nil
+				out = append(out, c)
+			}
+			return true, nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].NotAfter.Before(out[j].NotAfter) })
+	return out, err
 }
