@@ -81,23 +81,38 @@ type Provenance struct {
 	OwnerKey string `cbor:"14,keyasint,omitempty" json:"owner_key,omitempty"`
 	// Transfers counts the ownership transfers accepted for the device.
 	Transfers uint32 `cbor:"15,keyasint,omitempty" json:"transfers,omitempty"`
-	// ManifestKey is the KeyID of the key that signed the manifest revision
-	// the device was last imported from.
+	// ManifestKey names the key that signed the manifest revision the
+	// device was last imported from: the first 16 hex digits of its KeyID.
 	ManifestKey string `cbor:"16,keyasint,omitempty" json:"manifest_key,omitempty"`
 }
 
 // Reported is what a device said about itself at its latest enrollment or
 // renewal (CSR attributes over CoAP, claims over MQTT).
 type Reported struct {
-	FirmwareVersion string    `cbor:"1,keyasint,omitempty" json:"firmware_version,omitempty"`
-	FirmwareSHA256  string    `cbor:"2,keyasint,omitempty" json:"firmware_sha256,omitempty"`
-	At              time.Time `cbor:"3,keyasint,omitempty" json:"at,omitzero"`
+	FirmwareVersion string `cbor:"1,keyasint,omitempty" json:"firmware_version,omitempty"`
+	FirmwareSHA256  string `cbor:"2,keyasint,omitempty" json:"firmware_sha256,omitempty"`
+	// At is when; in the registry it is the device record's UpdatedAt.
+	At time.Time `cbor:"3,keyasint,omitempty" json:"at,omitzero"`
 	// Remote is the endpoint the device spoke from.
 	Remote string `cbor:"4,keyasint,omitempty" json:"remote,omitempty"`
+	// DigestAsRecorded is set, and FirmwareSHA256 left empty in the
+	// registry, when the reported digest equals the manifest's: the
+	// registry keeps one copy of it.
+	DigestAsRecorded bool `cbor:"5,keyasint,omitempty" json:"digest_as_recorded,omitempty"`
 }
 
 // Empty reports whether the device reported no firmware facts.
-func (r Reported) Empty() bool { return r.FirmwareVersion == "" && r.FirmwareSHA256 == "" }
+func (r Reported) Empty() bool {
+	return r.FirmwareVersion == "" && r.FirmwareSHA256 == "" && !r.DigestAsRecorded
+}
+
+// Digest returns the reported firmware digest, given the manifest's.
+func (r Reported) Digest(recorded string) string {
+	if r.DigestAsRecorded {
+		return recorded
+	}
+	return r.FirmwareSHA256
+}
 
 // Flags are facts about a device that policy and operators see.
 type Flags struct {

@@ -103,5 +103,5 @@ func (d StaticDecider) Decide(_ context.Context, in Input) (Decision, error) {
 			Reason: "reported firmware differs from the manifest: " + in.FirmwareMismatch}, nil
 	}
 	return Decision{Action: Allow, Zone: d.Zone, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "allow-known",
-		Reason: "device known from a verified manifest"}, nil
+		Reason: "known device"}, nil
 }

@@ -27,7 +27,7 @@ func (s *Service) InputOf(r store.Reader, id string) (Input, error) {
 		return Input{}, err
 	}
 	return Input{Device: d, Renewal: d.Current != "", Transport: "reevaluation", Now: s.clock(),
-		Reported: d.Reported, FirmwareMismatch: facts.Firmware.Mismatch, Facts: facts}, nil
+		Reported: facts.Firmware.Reported, FirmwareMismatch: facts.Firmware.Mismatch, Facts: facts}, nil
 }
 
 // Explain evaluates every rule of p for a device: which matched and why,

@@ -226,7 +226,7 @@ func (s *Service) reevaluateBatch(ctx context.Context, ids []string, cause strin
 				return err
 			}
 			dec, err := s.decider.Decide(ctx, Input{Device: d, Renewal: true, Transport: "reevaluation", Now: now,
-				Reported: d.Reported, FirmwareMismatch: facts.Firmware.Mismatch, Facts: facts})
+				Reported: facts.Firmware.Reported, FirmwareMismatch: facts.Firmware.Mismatch, Facts: facts})
 			if err != nil {
 				return err
 			}

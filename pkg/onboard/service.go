@@ -495,9 +495,13 @@ func (s *Service) commitIssued(ctx context.Context, dev device.Device, rec devic
 			return err
 		}
 		if !rep.Empty() {
-			d.Reported.FirmwareVersion, d.Reported.FirmwareSHA256 = rep.FirmwareVersion, rep.FirmwareSHA256
+			d.Reported.FirmwareVersion, d.Reported.FirmwareSHA256, d.Reported.DigestAsRecorded = rep.FirmwareVersion, rep.FirmwareSHA256, false
+			if rep.FirmwareSHA256 != "" && rep.FirmwareSHA256 == d.Provenance.FirmwareSHA256 {
+				d.Reported.FirmwareSHA256, d.Reported.DigestAsRecorded = "", true
+			}
 		}
-		d.Reported.At, d.Reported.Remote = now, req.Remote
+		// The report's time is the record's UpdatedAt: not stored twice.
+		d.Reported.At, d.Reported.Remote = time.Time{}, req.Remote
 		if err := prune(tx, d, now); err != nil {
 			return err
 		}
@@ -767,7 +771,7 @@ func find(certs []device.Certificate, serial string) *device.Certificate {
 // detail is the audit detail of a decision: the transport, the facts it
 // rested on, and the versions of the data they came from.
 func detail(req Request, vr idevid.Result, mismatch string, facts provenance.View) string {
-	d := fmt.Sprintf("%s data: manifest r%d vuln v%d", req.Transport, facts.DataVersions.ManifestRevision, facts.DataVersions.VulnData)
+	d := fmt.Sprintf("%s data m%d v%d", req.Transport, facts.DataVersions.ManifestRevision, facts.DataVersions.VulnData)
 	if vr.Expired {
 		d += " idevid-expired"
 	}

@@ -255,7 +255,7 @@ func TestEnrollIssuesLDevID(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if last.Action != "enroll" || last.Cert != SerialHex(c) || !strings.Contains(last.Detail, "data: manifest r0 vuln v0") ||
+	if last.Action != "enroll" || last.Cert != SerialHex(c) || !strings.Contains(last.Detail, "data m0 v0") ||
 		last.Policy != "builtin/allow-known" {
 		t.Fatalf("audit entry = %+v", last)
 	}
@@ -411,7 +411,7 @@ func TestReportedFirmware(t *testing.T) {
 			if d.State != tt.state || d.Zone != tt.zone || res.Zone != tt.zone {
 				t.Fatalf("state %s zone %s, want %s %s (reason %q)", d.State, d.Zone, tt.state, tt.zone, d.Reason)
 			}
-			if d.Reported.FirmwareVersion != tt.reported.FirmwareVersion || d.Reported.FirmwareSHA256 != tt.reported.FirmwareSHA256 ||
+			if d.Reported.FirmwareVersion != tt.reported.FirmwareVersion || d.Reported.Digest(d.Provenance.FirmwareSHA256) != tt.reported.FirmwareSHA256 ||
 				d.Reported.Remote != "192.0.2.1:5684" {
 				t.Fatalf("reported = %+v", d.Reported)
 			}

@@ -104,7 +104,7 @@ func DistrustKey(ctx context.Context, st store.Store, name, keyID, reason, actor
 			return err
 		}
 		res.Marked, err = markDevices(tx, func(d device.Device) bool {
-			return d.Provenance.Manufacturer == name && d.Provenance.ManifestKey == keyID
+			return d.Provenance.Manufacturer == name && d.Provenance.ManifestKey == ShortKeyID(keyID)
 		}, "manifest key "+keyID[:16]+".. withdrawn: "+reason, now)
 		if err != nil {
 			return err
@@ -138,4 +138,14 @@ func markDevices(tx store.Tx, match func(device.Device) bool, why string, now ti
 		}
 	}
 	return len(marked), nil
+}
+
+// ShortKeyID is how a device record names the key that signed its manifest:
+// the first 16 hex digits (64 bits) of the KeyID, enough to tell a
+// manufacturer's few keys apart at a quarter of the space.
+func ShortKeyID(keyID string) string {
+	if len(keyID) > 16 {
+		return keyID[:16]
+	}
+	return keyID
 }

@@ -238,7 +238,7 @@ func provenanceOf(h manifest.Header, e manifest.Entry, signer string) device.Pro
 		Manufacturer: h.Manufacturer, Serial: e.Serial, IDevIDKeySHA256: e.IDevIDKeySHA256,
 		Model: e.Model, HardwareRev: e.HardwareRev, FirmwareVersion: e.FirmwareVersion, FirmwareSHA256: e.FirmwareSHA256,
 		SBOMRef: e.SBOMRef, SBOMSHA256: e.SBOMSHA256, ManufacturedAt: e.ManufacturedAt, Site: e.Site, Owner: e.Owner,
-		OwnerKey: e.OwnerKey, ManifestRevision: h.Revision, ManifestKey: signer,
+		OwnerKey: e.OwnerKey, ManifestRevision: h.Revision, ManifestKey: ShortKeyID(signer),
 	}
 }
 

@@ -195,7 +195,7 @@ func checkImported(t *testing.T, s snapshot, m *manifest.Manifest, signer string
 		d := s.device(t, e.Serial)
 		p := d.Provenance
 		if d.ID != device.ID(m.Manufacturer, e.Serial) || p.IDevIDKeySHA256 != e.IDevIDKeySHA256 || p.Model != e.Model ||
-			p.Site != e.Site || p.Owner != e.Owner || p.ManifestRevision != m.Revision || p.ManifestKey != signer {
+			p.Site != e.Site || p.Owner != e.Owner || p.ManifestRevision != m.Revision || p.ManifestKey != ShortKeyID(signer) {
 			t.Errorf("device %s: %+v, entry %+v", d.ID, p, e)
 		}
 	}

@@ -158,8 +158,8 @@ func build(r store.Reader, d device.Device, me *owner.Identity,
 		DeviceID: d.ID, State: d.State, Zone: d.Zone,
 		Manufacturer: ManufacturerView{Name: p.Manufacturer},
 		Serial:       p.Serial, Model: p.Model, HardwareRev: p.HardwareRev,
-		Firmware: FirmwareView{RecordedVersion: p.FirmwareVersion, RecordedSHA256: p.FirmwareSHA256, Reported: d.Reported,
-			Mismatch: FirmwareMismatch(p, d.Reported)},
+		Firmware: FirmwareView{RecordedVersion: p.FirmwareVersion, RecordedSHA256: p.FirmwareSHA256, Reported: reportedOf(d),
+			Mismatch: FirmwareMismatch(p, reportedOf(d))},
 		Owner:        OwnerView{Name: p.Owner, Key: p.OwnerKey, Transfers: p.Transfers},
 		SBOM:         SBOMView{Ref: p.SBOMRef, SHA256: p.SBOMSHA256},
 		Flags:        d.Flags,
@@ -207,4 +207,14 @@ func FirmwareMismatch(p device.Provenance, r device.Reported) string {
 		out += fmt.Sprintf("digest %.16s.., manifest %.16s..", r.FirmwareSHA256, p.FirmwareSHA256)
 	}
 	return out
+}
+
+// reportedOf returns what the device reported, with the digest spelled out.
+func reportedOf(d device.Device) device.Reported {
+	r := d.Reported
+	r.FirmwareSHA256, r.DigestAsRecorded = r.Digest(d.Provenance.FirmwareSHA256), false
+	if r.At.IsZero() && r.Remote != "" {
+		r.At = d.UpdatedAt
+	}
+	return r
 }

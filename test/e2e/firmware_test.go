@@ -42,8 +42,8 @@ func TestReportedFirmware(t *testing.T) {
 				if d.State != state || d.Zone != zone || d.Reported.FirmwareVersion != version {
 					return fmt.Errorf("%s: %s zone %s reported %+v; want %s %s %s", d.ID, d.State, d.Zone, d.Reported, state, zone, version)
 				}
-				if version == d.Provenance.FirmwareVersion && d.Reported.FirmwareSHA256 != d.Provenance.FirmwareSHA256 {
-					return fmt.Errorf("%s: reported digest %s, manifest %s", d.ID, d.Reported.FirmwareSHA256, d.Provenance.FirmwareSHA256)
+				if got := d.Reported.Digest(d.Provenance.FirmwareSHA256); version == d.Provenance.FirmwareVersion && got != d.Provenance.FirmwareSHA256 {
+					return fmt.Errorf("%s: reported digest %s, manifest %s", d.ID, got, d.Provenance.FirmwareSHA256)
 				}
 			}
 			return nil
