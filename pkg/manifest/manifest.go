@@ -204,3 +204,11 @@ func isSHA256Hex(s string) bool {
 	}
 	return true
 }
+
+// CheckSerial returns why s is not a valid serial number, or "". Other
+// formats that name devices by serial (transfer records) use the same rule.
+func CheckSerial(s string) string { return checkSerial(s) }
+
+// IsSHA256Hex reports whether s is 64 lower-case hexadecimal digits, the
+// form of key fingerprints and digests in Embark's wire formats.
+func IsSHA256Hex(s string) bool { return isSHA256Hex(s) }

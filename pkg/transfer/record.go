@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -88,10 +87,10 @@ func (r *Record) Validate() error {
 	if !manifest.ValidName(r.Manufacturer) {
 		return bad("manufacturer", fmt.Sprintf("%q: want [a-z0-9][a-z0-9.-]{0,62}", r.Manufacturer))
 	}
-	if reason := checkSerial(r.Serial); reason != "" {
+	if reason := manifest.CheckSerial(r.Serial); reason != "" {
 		return bad("serial", reason)
 	}
-	if !isSHA256Hex(r.IDevIDKeySHA256) {
+	if !manifest.IsSHA256Hex(r.IDevIDKeySHA256) {
 		return bad("idevid_key_sha256", "want 64 lower-case hexadecimal digits")
 	}
 	if r.Seq == 0 {
@@ -106,7 +105,7 @@ func (r *Record) Validate() error {
 	if reason := checkName(r.To.Name); reason != "" {
 		return bad("to.name", reason)
 	}
-	if !isSHA256Hex(r.To.KeyID) {
+	if !manifest.IsSHA256Hex(r.To.KeyID) {
 		return bad("to.key_id", "want 64 lower-case hexadecimal digits")
 	}
 	if r.Created.IsZero() {
@@ -278,39 +277,4 @@ func checkName(s string) string {
 		}
 	}
 	return ""
-}
-
-// checkSerial returns why s is not a valid serial number (the manifest's
-// rule), or "".
-func checkSerial(s string) string {
-	switch {
-	case s == "":
-		return "missing"
-	case len(s) > manifest.MaxSerialSize:
-		return fmt.Sprintf("%d bytes, at most %d", len(s), manifest.MaxSerialSize)
-	case !utf8.ValidString(s):
-		return "not UTF-8"
-	case strings.ContainsRune(s, '/'):
-		return "contains '/'"
-	}
-	for _, r := range s {
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return fmt.Sprintf("contains %U, want printable characters without white space", r)
-		}
-	}
-	return ""
-}
-
-// isSHA256Hex reports whether s is 64 lower-case hexadecimal digits.
-func isSHA256Hex(s string) bool {
-	if len(s) != 2*sha256.Size {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/crl"
 	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/manifest"
 	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store"
 )
@@ -45,7 +46,7 @@ func WithActor(actor string) Option {
 // (see the package documentation).
 func WithSellerKey(keyID string) Option {
 	return func(o *options) error {
-		if !isSHA256Hex(keyID) {
+		if !manifest.IsSHA256Hex(keyID) {
 			return fmt.Errorf("%w: seller key %q: want 64 lower-case hexadecimal digits", ErrInvalid, keyID)
 		}
 		o.sellerKey = keyID
@@ -127,7 +128,7 @@ func Create(ctx context.Context, st store.Store, seller *owner.Identity, deviceI
 	if reason := checkName(toName); reason != "" {
 		return nil, fmt.Errorf("%w: buyer name: %s", ErrInvalid, reason)
 	}
-	if !isSHA256Hex(toKeyID) {
+	if !manifest.IsSHA256Hex(toKeyID) {
 		return nil, fmt.Errorf("%w: buyer key %q: want 64 lower-case hexadecimal digits", ErrInvalid, toKeyID)
 	}
 	if toKeyID == seller.KeyID() {
