@@ -122,6 +122,12 @@ func (k *PrivateKey) SignContext(_ io.Reader, msg, ctx []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hybridsig: sign: %w", err)
 	}
+	return k.signRepresentative(mp)
+}
+
+// signRepresentative signs the message representative M' with both keys:
+// the ML-DSA-65 signature, then the ECDSA signature over SHA-256(M').
+func (k *PrivateKey) signRepresentative(mp []byte) ([]byte, error) {
 	sig := make([]byte, MLDSASignatureSize, MaxSignatureSize)
 	if err := mldsa65.SignTo(k.ml, mp, []byte(Label), true, sig); err != nil {
 		return nil, fmt.Errorf("hybridsig: sign ML-DSA-65: %w", err)
@@ -203,17 +209,8 @@ func MessageRepresentative(msg, ctx []byte) ([]byte, error) {
 }
 
 func messageRepresentative(msg, ctx []byte) ([]byte, error) {
-	if len(ctx) > MaxContextSize {
-		return nil, ErrContextTooLong
-	}
 	ph := sha512.Sum512(msg)
-	mp := make([]byte, 0, len(Prefix)+len(Label)+1+len(ctx)+len(ph))
-	mp = append(mp, Prefix...)
-	mp = append(mp, Label...)
-	mp = append(mp, byte(len(ctx)))
-	mp = append(mp, ctx...)
-	mp = append(mp, ph[:]...)
-	return mp, nil
+	return representativeOfDigest(ph[:], ctx)
 }
 
 // Bytes returns the public key encoding: the ML-DSA-65 public key followed by

@@ -1,16 +1,11 @@
 package hybridsig
 
 import (
-	"crypto/ecdsa"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/sha512"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
-
-	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 )
 
 // DigestSize is the size of a message digest for [PrivateKey.SignDigest]
@@ -34,16 +29,7 @@ func (k *PrivateKey) SignDigest(_ io.Reader, digest, ctx []byte) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("hybridsig: sign: %w", err)
 	}
-	sig := make([]byte, MLDSASignatureSize, MaxSignatureSize)
-	if err := mldsa65.SignTo(k.ml, mp, []byte(Label), true, sig); err != nil {
-		return nil, fmt.Errorf("hybridsig: sign ML-DSA-65: %w", err)
-	}
-	h := sha256.Sum256(mp)
-	ecSig, err := ecdsa.SignASN1(rand.Reader, k.ec, h[:])
-	if err != nil {
-		return nil, fmt.Errorf("hybridsig: sign ECDSA: %w", err)
-	}
-	return append(sig, ecSig...), nil
+	return k.signRepresentative(mp)
 }
 
 // VerifyDigest is [PublicKey.VerifyContext] for a message given by its
