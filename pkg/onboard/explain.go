@@ -22,7 +22,13 @@ func (s *Service) InputOf(r store.Reader, id string) (Input, error) {
 	if err != nil {
 		return Input{}, err
 	}
-	facts, err := provenance.Facts(r, id, s.owner)
+	return s.inputFor(r, d, provenance.NewCache())
+}
+
+// inputFor builds the decision input of a device already read, sharing
+// cache across the devices of one pass.
+func (s *Service) inputFor(r store.Reader, d device.Device, cache *provenance.Cache) (Input, error) {
+	facts, err := provenance.FactsOf(r, d, s.owner, cache)
 	if err != nil {
 		return Input{}, err
 	}
@@ -65,8 +71,9 @@ func (s *Service) DryRun(ctx context.Context, p *policy.Policy, all bool) ([]Dry
 	var rows []DryRunRow
 	err := s.store.View(ctx, func(r store.Reader) error {
 		rows = nil
+		cache := provenance.NewCache()
 		return r.Devices("", func(d device.Device) (bool, error) {
-			in, err := s.InputOf(r, d.ID)
+			in, err := s.inputFor(r, d, cache)
 			if err != nil {
 				return false, err
 			}

@@ -222,7 +222,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 			if certs, err = r.CertificatesOf(dev.ID); err != nil {
 				return err
 			}
-			facts, err = provenance.Facts(r, dev.ID, s.owner)
+			facts, err = provenance.FactsOf(r, dev, s.owner, provenance.NewCache())
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
@@ -358,7 +358,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 			if certs, err = r.CertificatesOf(dev.ID); err != nil {
 				return err
 			}
-			facts, err = provenance.Facts(r, dev.ID, s.owner)
+			facts, err = provenance.FactsOf(r, dev, s.owner, provenance.NewCache())
 			return err
 		})
 		if errors.Is(err, store.ErrNotFound) {
