@@ -430,9 +430,6 @@ func (s *Server) Owner() *owner.Identity { return s.owner }
 // Store returns the registry.
 func (s *Server) Store() *bolt.DB { return s.store }
 
-// Core returns the onboarding core.
-func (s *Server) Core() *onboard.Service { return s.core }
-
 // AdminHandler returns the admin API handler.
 func (s *Server) AdminHandler() http.Handler { return s.admin }
 

@@ -252,14 +252,3 @@ func (s *DB) Close() error {
 	})
 	return s.closeErr
 }
-
-// check verifies the consistency of the file's pages (bbolt's tx.Check).
-func (s *DB) check() error {
-	return s.bdb.View(func(btx *bbolt.Tx) error {
-		var errs []error
-		for err := range btx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
-}
