@@ -29,6 +29,8 @@ const (
 	IntermediateKeyFile  = "intermediate.key"
 	ServerCertFile       = "server.crt"
 	ServerKeyFile        = "server.key"
+	ResponderCertFile    = "responder.crt"
+	ResponderKeyFile     = "responder.key"
 )
 
 // Lifetimes of the CA certificates created by Init.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,76 +33,116 @@ func (ca *CA) ServerCertificate(dnsNames []string, ips []net.IP, lifetime time.D
 	if len(dnsNames) == 0 && len(ips) == 0 {
 		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", ErrNoSANs)
 	}
-	ca.serverMu.Lock()
-	defer ca.serverMu.Unlock()
-
-	now := ca.clock()
-	if ca.dir != "" {
-		if c, ok := ca.storedServerCertificate(dnsNames, ips, lifetime, now); ok {
-			return c, nil
-		}
-	}
-
-	notBefore, notAfter, err := ca.validity(lifetime)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
-	}
-	skid, err := subjectKeyID(&key.PublicKey)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
-	}
-	var cn string
+	cn := ""
 	if len(dnsNames) > 0 {
 		cn = dnsNames[0]
 	} else {
 		cn = ips[0].String()
 	}
-	leaf, err := ca.create(&x509.Certificate{
+	return ca.ownCertificate(ownSpec{
+		what: "server certificate", certFile: ServerCertFile, keyFile: ServerKeyFile,
+		cn: cn, dns: dnsNames, ips: ips, eku: x509.ExtKeyUsageServerAuth,
+	}, lifetime)
+}
+
+// ResponderCertificate returns the certificate Embark signs its MQTT
+// responses and commands with: a fresh ECDSA P-256 key certified by the
+// intermediate, whose only name is the URI SAN uri. Devices accept signed
+// messages only from a certificate carrying that URI. Like the server
+// certificate, it is kept in responder.crt and responder.key and reused
+// while it fits.
+func (ca *CA) ResponderCertificate(uri *url.URL, lifetime time.Duration) (tls.Certificate, error) {
+	if uri == nil || uri.String() == "" {
+		return tls.Certificate{}, fmt.Errorf("pki: responder certificate: %w", ErrNoSANs)
+	}
+	return ca.ownCertificate(ownSpec{
+		what: "responder certificate", certFile: ResponderCertFile, keyFile: ResponderKeyFile,
+		cn: "Embark responder", uris: []*url.URL{uri},
+	}, lifetime)
+}
+
+// ownSpec describes one of Embark's own certificates.
+type ownSpec struct {
+	what              string
+	certFile, keyFile string
+	cn                string
+	dns               []string
+	ips               []net.IP
+	uris              []*url.URL
+	eku               x509.ExtKeyUsage // 0: none
+}
+
+func (ca *CA) ownCertificate(spec ownSpec, lifetime time.Duration) (tls.Certificate, error) {
+	ca.serverMu.Lock()
+	defer ca.serverMu.Unlock()
+
+	now := ca.clock()
+	if ca.dir != "" {
+		if c, ok := ca.storedOwnCertificate(spec, lifetime, now); ok {
+			return c, nil
+		}
+	}
+	fail := func(err error) (tls.Certificate, error) {
+		return tls.Certificate{}, fmt.Errorf("pki: %s: %w", spec.what, err)
+	}
+	notBefore, notAfter, err := ca.validity(lifetime)
+	if err != nil {
+		return fail(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fail(err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return fail(err)
+	}
+	skid, err := subjectKeyID(&key.PublicKey)
+	if err != nil {
+		return fail(err)
+	}
+	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: cn},
-		DNSNames:              slices.Clone(dnsNames),
-		IPAddresses:           slices.Clone(ips),
+		Subject:               pkix.Name{CommonName: spec.cn},
+		DNSNames:              slices.Clone(spec.dns),
+		IPAddresses:           slices.Clone(spec.ips),
+		URIs:                  slices.Clone(spec.uris),
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		SubjectKeyId:          skid,
 		PublicKey:             &key.PublicKey,
 		PublicKeyAlgorithm:    x509.ECDSA,
-	}, lifetime)
+	}
+	if spec.eku != 0 {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{spec.eku}
+	}
+	leaf, err := ca.create(tmpl, lifetime)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+		return fail(err)
 	}
 
 	if ca.dir != "" {
 		der, err := x509.MarshalPKCS8PrivateKey(key)
 		if err != nil {
-			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+			return fail(err)
 		}
-		keyPath, certPath := filepath.Join(ca.dir, ServerKeyFile), filepath.Join(ca.dir, ServerCertFile)
+		keyPath, certPath := filepath.Join(ca.dir, spec.keyFile), filepath.Join(ca.dir, spec.certFile)
 		// Key first: a crash in between leaves a mismatch, which the next
 		// start detects and repairs by issuing again.
 		if err := replaceFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), keyPerm); err != nil {
-			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+			return fail(err)
 		}
 		if err := replaceFile(certPath, pemCert(leaf, ca.inter), certPerm); err != nil {
-			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+			return fail(err)
 		}
 		if err := syncDir(ca.dir); err != nil {
-			return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", err)
+			return fail(err)
 		}
 	}
-	ca.logger.Info("server certificate issued", "serial", fmt.Sprintf("%x", leaf.SerialNumber),
-		"dns", dnsNames, "ips", ips, "not_after", leaf.NotAfter)
+	ca.logger.Info(spec.what+" issued", "serial", fmt.Sprintf("%x", leaf.SerialNumber),
+		"dns", spec.dns, "ips", spec.ips, "uris", spec.uris, "not_after", leaf.NotAfter)
 	return tls.Certificate{
 		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
 		PrivateKey:  key,
@@ -109,12 +150,12 @@ func (ca *CA) ServerCertificate(dnsNames []string, ips []net.IP, lifetime time.D
 	}, nil
 }
 
-// storedServerCertificate returns the stored server certificate if it may be
+// storedOwnCertificate returns the stored certificate of spec if it may be
 // used again; see ServerCertificate.
-func (ca *CA) storedServerCertificate(dnsNames []string, ips []net.IP, lifetime time.Duration, now time.Time) (tls.Certificate, bool) {
-	certPath, keyPath := filepath.Join(ca.dir, ServerCertFile), filepath.Join(ca.dir, ServerKeyFile)
+func (ca *CA) storedOwnCertificate(spec ownSpec, lifetime time.Duration, now time.Time) (tls.Certificate, bool) {
+	certPath, keyPath := filepath.Join(ca.dir, spec.certFile), filepath.Join(ca.dir, spec.keyFile)
 	reissue := func(why string, args ...any) (tls.Certificate, bool) {
-		ca.logger.Info("issuing a new server certificate", append([]any{"reason", why}, args...)...)
+		ca.logger.Info("issuing a new "+spec.what, append([]any{"reason", why}, args...)...)
 		return tls.Certificate{}, false
 	}
 	leaf, err := readCertificate(certPath)
@@ -140,14 +181,18 @@ func (ca *CA) storedServerCertificate(dnsNames []string, ips []net.IP, lifetime 
 		return reissue("less than a third of its life left", "not_after", leaf.NotAfter)
 	case leaf.NotAfter.After(now.Add(lifetime)):
 		return reissue("longer than the lifetime now asked for", "not_after", leaf.NotAfter, "lifetime", lifetime)
-	case !sameDNSNames(leaf.DNSNames, dnsNames) || !sameIPs(leaf.IPAddresses, ips):
-		return reissue("names changed", "had_dns", leaf.DNSNames, "had_ips", leaf.IPAddresses)
+	case !sameDNSNames(leaf.DNSNames, spec.dns) || !sameIPs(leaf.IPAddresses, spec.ips) || !sameURIs(leaf.URIs, spec.uris):
+		return reissue("names changed", "had_dns", leaf.DNSNames, "had_ips", leaf.IPAddresses, "had_uris", leaf.URIs)
 	}
 	return tls.Certificate{
 		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
 		PrivateKey:  key,
 		Leaf:        leaf,
 	}, true
+}
+
+func sameURIs(a, b []*url.URL) bool {
+	return slices.EqualFunc(a, b, func(x, y *url.URL) bool { return x.String() == y.String() })
 }
 
 func sameDNSNames(a, b []string) bool {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -40,6 +42,7 @@ type Config struct {
 	DataDir string `json:"-"`
 
 	CoAP CoAP `json:"coap"`
+	MQTT MQTT `json:"mqtt"`
 	// ServerNames are the DNS names and IP addresses in the server
 	// certificate that devices verify.
 	ServerNames []string `json:"server_names"`
@@ -73,6 +76,28 @@ type CoAP struct {
 	HandshakeTimeout Duration `json:"handshake_timeout"`
 }
 
+// MQTT configures the MQTT v5 transport. By default Embark runs an embedded
+// broker on Listen and connects to it; with Broker set it connects to that
+// external broker instead (and runs none).
+type MQTT struct {
+	// Listen is the embedded broker's TLS address; empty disables it.
+	Listen string `json:"listen"`
+	// Broker is an external broker's URL, mqtts://host:port.
+	Broker string `json:"broker,omitempty"`
+	// BrokerCA is a PEM file with the roots of the external broker's
+	// server certificate (relative to DataDir); default: Embark's root.
+	BrokerCA string `json:"broker_ca,omitempty"`
+	// ClientID is Embark's client id and service name at the broker.
+	ClientID string `json:"client_id"`
+	// NonceTTL is how long a nonce issued to a device stays valid.
+	NonceTTL Duration `json:"nonce_ttl"`
+	// MaxClients bounds the devices connected to the embedded broker.
+	MaxClients int `json:"max_clients"`
+}
+
+// Enabled reports whether the MQTT transport runs.
+func (m MQTT) Enabled() bool { return m.Listen != "" || m.Broker != "" }
+
 // Enrollment configures the onboarding core.
 type Enrollment struct {
 	// Zone and LDevIDLifetime apply while no policy is loaded.
@@ -94,6 +119,7 @@ func DefaultConfig(dataDir string) Config {
 	return Config{
 		DataDir:     dataDir,
 		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
+		MQTT:        MQTT{Listen: "127.0.0.1:8883", ClientID: "embark", NonceTTL: Duration(5 * time.Minute), MaxClients: 50000},
 		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
 		AdminSocket: "admin.sock",
 		Owner:       "example-operator",
@@ -132,6 +158,31 @@ func (c *Config) Validate() error {
 	}
 	if c.CoAP.HandshakeTimeout <= 0 {
 		bad("coap.handshake_timeout must be positive")
+	}
+	if m := c.MQTT; m.Enabled() {
+		if m.Listen != "" && m.Broker != "" {
+			bad("mqtt: listen (embedded broker) and broker (external) are exclusive; empty one of them")
+		}
+		if m.Listen != "" {
+			if _, _, err := net.SplitHostPort(m.Listen); err != nil {
+				bad("mqtt.listen: %q: %v", m.Listen, err)
+			}
+		}
+		if m.Broker != "" {
+			u, err := url.Parse(m.Broker)
+			if err != nil || u.Scheme != "mqtts" || u.Port() == "" {
+				bad("mqtt.broker: %q: want mqtts://host:port (TLS is required)", m.Broker)
+			}
+		}
+		if m.ClientID == "" || strings.ContainsAny(m.ClientID, "/+#") {
+			bad("mqtt.client_id: %q: want a non-empty name without '/', '+' or '#'", m.ClientID)
+		}
+		if time.Duration(m.NonceTTL) < 10*time.Second || time.Duration(m.NonceTTL) > 24*time.Hour {
+			bad("mqtt.nonce_ttl: %s not in [10s, 24h]", time.Duration(m.NonceTTL))
+		}
+		if m.MaxClients < 1 {
+			bad("mqtt.max_clients: must be at least 1")
+		}
 	}
 	if len(c.ServerNames) == 0 {
 		bad("server_names: at least one name or address")

@@ -30,6 +30,11 @@ const (
 	ReasonNotCurrent      Reason = "not_current"       // renewal with a certificate that may no longer renew
 	ReasonPayloadTooLarge Reason = "payload_too_large" // request body above the limit
 	ReasonBadRequest      Reason = "bad_request"       // anything else malformed
+	ReasonWrongDevice     Reason = "wrong_device"      // the credential is another device's than the one addressed
+	ReasonBadSignature    Reason = "bad_signature"     // a signed request does not verify with its certificate's key
+	ReasonUnknownNonce    Reason = "unknown_nonce"     // a nonce Embark did not issue to this device
+	ReasonExpiredNonce    Reason = "expired_nonce"     // a nonce past its lifetime: ask for a new one
+	ReasonReplayed        Reason = "replayed"          // a nonce already used: ask for a new one
 	ReasonInternal        Reason = "internal"          // our fault
 )
 

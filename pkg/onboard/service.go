@@ -40,6 +40,10 @@ type Request struct {
 	Transport string
 	// Remote is the peer address, for the audit log.
 	Remote string
+	// DeviceID, if set, is the device the transport addressed (the MQTT
+	// topic namespace): the chain must identify this device, or the request
+	// is refused (ReasonWrongDevice) before anything changes.
+	DeviceID string
 }
 
 // Result is the answer to a successful request.
@@ -231,6 +235,9 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 		if err != nil {
 			return nil, s.internal("enroll: read registry", err)
 		}
+		if req.DeviceID != "" && req.DeviceID != dev.ID {
+			return nil, refuse(ReasonWrongDevice, "the credential belongs to %s, the request addresses %s", dev.ID, req.DeviceID)
+		}
 		if dev.Provenance.Manufacturer != vr.Manufacturer {
 			return nil, refuse(ReasonUntrustedChain, "IDevID chains to manufacturer %q, the manifest names %q", vr.Manufacturer, dev.Provenance.Manufacturer)
 		}
@@ -366,6 +373,9 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		}
 		if err != nil {
 			return nil, s.internal("renew: read registry", err)
+		}
+		if req.DeviceID != "" && req.DeviceID != dev.ID {
+			return nil, refuse(ReasonWrongDevice, "the credential belongs to %s, the request addresses %s", dev.ID, req.DeviceID)
 		}
 		if err := s.stateAllows(dev); err != nil {
 			return nil, err

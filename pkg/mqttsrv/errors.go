@@ -1,0 +1,10 @@
+package mqttsrv
+
+import "errors"
+
+var (
+	// ErrConfig: the configuration cannot work.
+	ErrConfig = errors.New("mqttsrv: bad configuration")
+	// ErrUnknownDevice: no such device.
+	ErrUnknownDevice = errors.New("mqttsrv: unknown device")
+)

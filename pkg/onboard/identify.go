@@ -1,0 +1,116 @@
+package onboard
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/manifest"
+	"github.com/embark-iot/embark/pkg/store"
+)
+
+// Credential says which kind of certificate a device presented.
+type Credential int
+
+// Credentials.
+const (
+	// CredIDevID is the factory certificate: it may only enroll.
+	CredIDevID Credential = iota + 1
+	// CredLDevID is a certificate Embark issued.
+	CredLDevID
+)
+
+// Identity is who a certificate chain says a device is, for transports
+// that admit devices before any request (an MQTT broker).
+type Identity struct {
+	DeviceID   string
+	Credential Credential
+	// CertSerial is the leaf's serial, lowercase hex.
+	CertSerial string
+	// Zone and Topics come from the registry (LDevID only): the zone the
+	// device is in and the application topics it grants.
+	Zone   string
+	Topics []string
+}
+
+// Identify verifies a presented chain and names the device it belongs to.
+// An LDevID must verify against the CA and be usable (neither revoked nor
+// superseded) and its device must be active; an IDevID must chain to a
+// trusted manufacturer. An IDevID whose key is in no manifest is named by
+// its manufacturer and subject serial number, so that the device can be
+// told "unknown_device" by the request that follows.
+func (s *Service) Identify(ctx context.Context, chain []*x509.Certificate) (Identity, error) {
+	if len(chain) == 0 {
+		return Identity{}, refuse(ReasonUnauthenticated, "no client certificate")
+	}
+	leaf := chain[0]
+	now := s.clock()
+	id := Identity{CertSerial: serialHex(leaf)}
+	if s.issuedHere(leaf) {
+		if err := s.ca.VerifyLDevID(leaf, now); err != nil {
+			return Identity{}, refuseErr(ReasonUntrustedChain, err, "LDevID does not verify: %v", err)
+		}
+		if err := s.CertUsable(leaf); err != nil {
+			if errors.Is(err, ErrCertificateNotUsable) {
+				return Identity{}, refuseErr(ReasonRevoked, err, "%v", err)
+			}
+			return Identity{}, s.internal("identify", err)
+		}
+		var d device.Device
+		err := s.store.View(ctx, func(r store.Reader) error {
+			c, err := r.Certificate(id.CertSerial)
+			if err != nil {
+				return err
+			}
+			d, err = r.Device(c.DeviceID)
+			return err
+		})
+		if err != nil {
+			return Identity{}, s.internal("identify", err)
+		}
+		if err := s.stateAllows(d); err != nil {
+			return Identity{}, err
+		}
+		id.DeviceID, id.Credential, id.Zone = d.ID, CredLDevID, d.Zone
+		id.Topics = append([]string(nil), d.Profile.Topics...)
+		return id, nil
+	}
+	vr, err := s.verifier.Load().Verify(chain, now)
+	if err != nil {
+		return Identity{}, chainError(err)
+	}
+	key := keyFingerprint(leaf.RawSubjectPublicKeyInfo)
+	var d device.Device
+	err = s.store.View(ctx, func(r store.Reader) error {
+		var err error
+		d, err = r.DeviceByIDevIDKey(key)
+		return err
+	})
+	switch {
+	case err == nil && d.Provenance.Manufacturer == vr.Manufacturer:
+		id.DeviceID = d.ID
+	case err == nil || errors.Is(err, store.ErrNotFound):
+		if manifest.CheckSerial(leaf.Subject.SerialNumber) != "" || strings.ContainsAny(leaf.Subject.SerialNumber, "+#") {
+			return Identity{}, refuse(ReasonUnknownDevice, "IDevID %s names no usable serial number", leaf.Subject)
+		}
+		id.DeviceID = device.ID(vr.Manufacturer, leaf.Subject.SerialNumber)
+	default:
+		return Identity{}, s.internal("identify", err)
+	}
+	id.Credential = CredIDevID
+	return id, nil
+}
+
+// String names a credential.
+func (c Credential) String() string {
+	switch c {
+	case CredIDevID:
+		return "IDevID"
+	case CredLDevID:
+		return "LDevID"
+	}
+	return fmt.Sprintf("Credential(%d)", int(c))
+}
