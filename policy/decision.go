@@ -42,6 +42,9 @@ type Decision struct {
 	Zone Zone `json:"zone"`
 	// Lifetime is the certificate lifetime for allow and quarantine.
 	Lifetime time.Duration `json:"lifetime"`
+	// RenewGrace is how long after its expiry the device's certificate may
+	// still renew (0: not at all).
+	RenewGrace time.Duration `json:"renew_grace,omitempty"`
 	// Topics are the MQTT topic filters the device may use (the rule's,
 	// else the zone's) with "{device}" replaced by the device identifier.
 	Topics []string `json:"topics,omitempty"`
@@ -98,7 +101,8 @@ func (d Decision) Tighter(prev Decision) bool {
 }
 
 // Changed reports whether next treats the device differently from prev:
-// another action, zone (name or level), segment, topic list or lifetime.
+// another action, zone (name or level), segment, topic list, lifetime or
+// renewal grace.
 // The rule, reason and policy hash are not compared: a new policy that
 // decides the same is no change for the device.
 func Changed(prev, next Decision) bool {
@@ -107,5 +111,6 @@ func Changed(prev, next Decision) bool {
 		prev.Zone.SecurityLevel != next.Zone.SecurityLevel ||
 		prev.Segment != next.Segment ||
 		prev.Lifetime != next.Lifetime ||
+		prev.RenewGrace != next.RenewGrace ||
 		!slices.Equal(prev.Topics, next.Topics)
 }

@@ -27,6 +27,9 @@ const MaxSize = 1 << 20
 const (
 	// MaxNameLen is the longest policy, zone or rule name.
 	MaxNameLen = 64
+	// MaxRenewGrace bounds how long after expiry a certificate may still
+	// renew (devices that are rarely connected).
+	MaxRenewGrace = 30 * 24 * time.Hour
 	// MaxReasonLen is the longest reason.
 	MaxReasonLen = 1024
 	// MaxSecurityLevel is the highest IEC 62443 security level.
@@ -39,9 +42,9 @@ const devicePlaceholder = "{device}"
 // Known keys of each mapping in a policy file.
 var (
 	topKeys     = []string{"policy", "description", "defaults", "zones", "rules"}
-	defaultKeys = []string{"lifetime"}
+	defaultKeys = []string{"lifetime", "renew_grace"}
 	zoneKeys    = []string{"name", "description", "security_level", "segment", "topics"}
-	ruleKeys    = []string{"name", "description", "when", "decision", "zone", "lifetime", "topics", "segment", "reason"}
+	ruleKeys    = []string{"name", "description", "when", "decision", "zone", "lifetime", "renew_grace", "topics", "segment", "reason"}
 )
 
 // namePattern is what policy, zone and rule names look like.
@@ -196,6 +199,9 @@ func (ps *parser) parse() *Policy {
 		if v := d.value("lifetime"); v != nil {
 			p.lifetime, _ = ps.lifetime(v)
 		}
+		if v := d.value("renew_grace"); v != nil {
+			p.renewGrace, _ = ps.grace(v)
+		}
 	}
 	zones := map[string]*yaml.Node{} // zone name → its name node
 	if n := top.value("zones"); n != nil && ps.kind(n, yaml.SequenceNode, "zones", "a list of zones") {
@@ -300,7 +306,7 @@ func (ps *parser) rule(n *yaml.Node, p *Policy) (r rule, nameNode *yaml.Node, ok
 	}
 	admits := r.action == ActionAllow || r.action == ActionQuarantine
 	if Severity(r.action) >= 0 && !admits {
-		for _, k := range []string{"zone", "lifetime", "topics", "segment"} {
+		for _, k := range []string{"zone", "lifetime", "renew_grace", "topics", "segment"} {
 			if kn := m.key(k); kn != nil {
 				ps.errorf(kn, ReasonStructure, "%s: decision %s takes no %s", what, r.action, k)
 			}
@@ -322,6 +328,10 @@ func (ps *parser) rule(n *yaml.Node, p *Policy) (r rule, nameNode *yaml.Node, ok
 			r.lifetime, _ = ps.lifetime(v)
 		} else if p.lifetime == 0 {
 			ps.errorf(n, ReasonStructure, "%s: decision %s needs a lifetime (here or in defaults)", what, r.action)
+		}
+		r.renewGrace = p.renewGrace
+		if v := m.value("renew_grace"); v != nil {
+			r.renewGrace, _ = ps.grace(v)
 		}
 		if v := m.value("segment"); v != nil {
 			r.segment, _ = ps.text(v, "segment", MaxNameLen)
@@ -590,6 +600,24 @@ func (ps *parser) lifetime(n *yaml.Node) (time.Duration, bool) {
 	}
 	if d <= 0 {
 		ps.errorf(n, ReasonValue, "lifetime %q is not positive", s)
+		return 0, false
+	}
+	return d, true
+}
+
+// grace returns a renewal grace period: a duration from 0 to MaxRenewGrace.
+func (ps *parser) grace(n *yaml.Node) (time.Duration, bool) {
+	s, ok := ps.text(n, "renew_grace", 0)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		ps.errorf(n, ReasonValue, "renew_grace %q is not a duration (such as 72h)", s)
+		return 0, false
+	}
+	if d < 0 || d > MaxRenewGrace {
+		ps.errorf(n, ReasonValue, "renew_grace %q is not between 0 and %s", s, MaxRenewGrace)
 		return 0, false
 	}
 	return d, true

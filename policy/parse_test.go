@@ -161,6 +161,21 @@ func TestParseRefused(t *testing.T) {
 			want: []Error{{Line: 17, Column: 15, Reason: ReasonValue, Msg: `lifetime "-1h" is not positive`}},
 		},
 		{
+			name: "fail/renew_grace above the bound",
+			src:  head + "  - name: a\n    when: 'true'\n    decision: allow\n    zone: production\n    renew_grace: 721h\n",
+			want: []Error{{Line: 17, Column: 18, Reason: ReasonValue, Msg: `renew_grace "721h" is not between 0 and 720h0m0s`}},
+		},
+		{
+			name: "fail/renew_grace negative in defaults",
+			src:  "defaults:\n  lifetime: 1h\n  renew_grace: -1h\nrules:\n  - name: a\n    when: 'true'\n    decision: deny\n",
+			want: []Error{{Line: 3, Column: 16, Reason: ReasonValue, Msg: `renew_grace "-1h" is not between 0 and 720h0m0s`}},
+		},
+		{
+			name: "fail/renew_grace on a hold rule",
+			src:  head + "  - name: a\n    when: 'true'\n    decision: hold\n    renew_grace: 24h\n",
+			want: []Error{{Line: 16, Column: 5, Reason: ReasonStructure, Msg: "rule a: decision hold takes no renew_grace"}},
+		},
+		{
 			name: "fail/lifetime zero in defaults",
 			src:  "defaults:\n  lifetime: 0s\nrules:\n  - name: a\n    when: 'true'\n    decision: deny\n",
 			want: []Error{{Line: 2, Column: 13, Reason: ReasonValue, Msg: `lifetime "0s" is not positive`}},
@@ -183,7 +198,7 @@ func TestParseRefused(t *testing.T) {
 			src:  head + "  - name: a\n    when: 'true'\n    decison: deny\n",
 			want: []Error{
 				{Line: 13, Column: 5, Reason: ReasonStructure, Msg: "rule a: missing decision"},
-				{Line: 15, Column: 5, Reason: ReasonStructure, Msg: `rule a: unknown key "decison" (known: name, description, when, decision, zone, lifetime, topics, segment, reason)`},
+				{Line: 15, Column: 5, Reason: ReasonStructure, Msg: `rule a: unknown key "decison" (known: name, description, when, decision, zone, lifetime, renew_grace, topics, segment, reason)`},
 			},
 		},
 		{

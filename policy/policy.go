@@ -18,6 +18,7 @@ type Policy struct {
 	name, file string
 	hash       string
 	lifetime   time.Duration // defaults.lifetime, 0 if not set
+	renewGrace time.Duration // defaults.renew_grace
 	zones      []Zone
 	rules      []rule
 }
@@ -28,6 +29,7 @@ type rule struct {
 	action     string
 	zone       Zone // empty for hold and deny
 	lifetime   time.Duration
+	renewGrace time.Duration
 	topics     []string // the rule's own, else the zone's; templates
 	expand     bool     // some topic holds the {device} placeholder
 	segment    string
@@ -192,6 +194,7 @@ func (p *Policy) decision(r *rule, in *Input) (Decision, error) {
 	d := Decision{
 		Action:     r.action,
 		Lifetime:   r.lifetime,
+		RenewGrace: r.renewGrace,
 		Segment:    r.segment,
 		Rule:       r.name,
 		Reason:     r.reason,

@@ -140,6 +140,9 @@ type Profile struct {
 	// Rule and Policy name the decision (rule name, policy content hash).
 	Rule   string `cbor:"4,keyasint,omitempty" json:"rule,omitempty"`
 	Policy string `cbor:"5,keyasint,omitempty" json:"policy,omitempty"`
+	// RenewGrace is how long after expiry the device's certificate may
+	// still renew: for devices that are rarely connected.
+	RenewGrace time.Duration `cbor:"6,keyasint,omitempty" json:"renew_grace,omitempty"`
 }
 
 // Device is one entry of the registry.

@@ -52,6 +52,8 @@ type Decision struct {
 	Topics        []string
 	// Lifetime is the lifetime of the certificate to issue.
 	Lifetime time.Duration
+	// RenewGrace is how long after expiry the certificate may still renew.
+	RenewGrace time.Duration
 	// PolicyVersion and Rule name what decided, for the audit log.
 	PolicyVersion string
 	Rule          string
@@ -87,6 +89,8 @@ type StaticDecider struct {
 	Lifetime time.Duration
 	// QuarantineZone receives devices with a firmware mismatch (default "quarantine").
 	QuarantineZone string
+	// RenewGrace lets expired certificates renew for that long.
+	RenewGrace time.Duration
 }
 
 // Decide implements Decider.
@@ -99,9 +103,9 @@ func (d StaticDecider) Decide(_ context.Context, in Input) (Decision, error) {
 		if z == "" {
 			z = "quarantine"
 		}
-		return Decision{Action: Quarantine, Zone: z, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "firmware-mismatch",
+		return Decision{Action: Quarantine, Zone: z, Lifetime: d.Lifetime, RenewGrace: d.RenewGrace, PolicyVersion: "builtin", Rule: "firmware-mismatch",
 			Reason: "reported firmware differs from the manifest: " + in.FirmwareMismatch}, nil
 	}
-	return Decision{Action: Allow, Zone: d.Zone, Lifetime: d.Lifetime, PolicyVersion: "builtin", Rule: "allow-known",
+	return Decision{Action: Allow, Zone: d.Zone, Lifetime: d.Lifetime, RenewGrace: d.RenewGrace, PolicyVersion: "builtin", Rule: "allow-known",
 		Reason: "known device"}, nil
 }

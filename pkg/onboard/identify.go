@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/manifest"
 	"github.com/embark-iot/embark/pkg/store"
+	"github.com/embark-iot/embark/pki"
 )
 
 // Credential says which kind of certificate a device presented.
@@ -50,7 +52,8 @@ func (s *Service) Identify(ctx context.Context, chain []*x509.Certificate) (Iden
 	now := s.clock()
 	id := Identity{CertSerial: serialHex(leaf)}
 	if s.issuedHere(leaf) {
-		if err := s.ca.VerifyLDevID(leaf, now); err != nil {
+		expired, err := s.verifyLDevID(leaf, now)
+		if err != nil {
 			return Identity{}, refuseErr(ReasonUntrustedChain, err, "LDevID does not verify: %v", err)
 		}
 		if err := s.CertUsable(leaf); err != nil {
@@ -60,7 +63,7 @@ func (s *Service) Identify(ctx context.Context, chain []*x509.Certificate) (Iden
 			return Identity{}, s.internal("identify", err)
 		}
 		var d device.Device
-		err := s.store.View(ctx, func(r store.Reader) error {
+		err = s.store.View(ctx, func(r store.Reader) error {
 			c, err := r.Certificate(id.CertSerial)
 			if err != nil {
 				return err
@@ -73,6 +76,11 @@ func (s *Service) Identify(ctx context.Context, chain []*x509.Certificate) (Iden
 		}
 		if err := s.stateAllows(d); err != nil {
 			return Identity{}, err
+		}
+		if expired {
+			if err := inGrace(leaf, d, now); err != nil {
+				return Identity{}, err
+			}
 		}
 		id.DeviceID, id.Credential, id.Zone = d.ID, CredLDevID, d.Zone
 		id.Topics = append([]string(nil), d.Profile.Topics...)
@@ -113,4 +121,35 @@ func (c Credential) String() string {
 		return "LDevID"
 	}
 	return fmt.Sprintf("Credential(%d)", int(c))
+}
+
+// verifyLDevID verifies an LDevID issued here. An expired one that is
+// otherwise valid is reported as expired (not as an error): whether it may
+// still renew depends on the device's grace period, known after the
+// registry is read.
+func (s *Service) verifyLDevID(leaf *x509.Certificate, now time.Time) (expired bool, err error) {
+	err = s.ca.VerifyLDevID(leaf, now)
+	if errors.Is(err, pki.ErrExpired) {
+		if err2 := s.ca.VerifyLDevID(leaf, leaf.NotAfter); err2 != nil {
+			return false, err2
+		}
+		return true, nil
+	}
+	return false, err
+}
+
+// inGrace allows an expired LDevID while the device's policy grants a
+// renewal grace period that has not run out.
+func inGrace(leaf *x509.Certificate, d device.Device, now time.Time) error {
+	late := now.Sub(leaf.NotAfter)
+	if g := d.Profile.RenewGrace; g > 0 && late <= g {
+		return nil
+	}
+	msg := fmt.Sprintf("LDevID expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	if g := d.Profile.RenewGrace; g > 0 {
+		msg += fmt.Sprintf("; the renewal grace of %s ran out %s ago", g, (late - g).Round(time.Second))
+	} else {
+		msg += "; the policy grants no renewal grace"
+	}
+	return &Error{Reason: ReasonExpiredChain, Msg: msg}
 }

@@ -55,7 +55,7 @@ func FromPolicy(p *policy.Policy, pd policy.Decision) Decision {
 	}
 	return Decision{
 		Action: Action(pd.Action), Zone: pd.Zone.Name, SecurityLevel: pd.Zone.SecurityLevel, Segment: seg, Topics: topics,
-		Lifetime: pd.Lifetime, PolicyVersion: PolicyVersion(p), Rule: pd.Rule, Reason: pd.Reason,
+		Lifetime: pd.Lifetime, RenewGrace: pd.RenewGrace, PolicyVersion: PolicyVersion(p), Rule: pd.Rule, Reason: pd.Reason,
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"time"
 
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/store"
@@ -21,6 +22,18 @@ type Profile struct {
 	Pending       string   `json:"pending,omitempty"`
 	Policy        string   `json:"policy,omitempty"`
 	Rule          string   `json:"rule,omitempty"`
+	// The renewal window of the certificate presented: renew from
+	// RenewFrom (two thirds into its life) and before NotAfter; after it,
+	// only within RenewGraceSeconds, when policy grants a grace period.
+	RenewFrom         time.Time `json:"renew_from,omitzero"`
+	NotAfter          time.Time `json:"not_after,omitzero"`
+	RenewGraceSeconds int64     `json:"renew_grace_seconds,omitempty"`
+}
+
+// RenewFrom is when a device should renew a certificate: two thirds into
+// its validity.
+func RenewFrom(c *x509.Certificate) time.Time {
+	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) * 2 / 3)
 }
 
 // ProfileFromDevice returns the profile a registry record stands for.
@@ -57,6 +70,8 @@ func (s *Service) ProfileOf(ctx context.Context, chain []*x509.Certificate) (Pro
 			return err
 		}
 		p = ProfileFromDevice(d)
+		p.RenewFrom, p.NotAfter = RenewFrom(leaf).UTC(), leaf.NotAfter.UTC()
+		p.RenewGraceSeconds = int64(d.Profile.RenewGrace / time.Second)
 		return nil
 	})
 	var e *Error

@@ -338,10 +338,9 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ca.VerifyLDevID(leaf, now); err != nil {
+	expired, err := s.verifyLDevID(leaf, now)
+	if err != nil {
 		switch {
-		case errors.Is(err, pki.ErrExpired):
-			return nil, refuseErr(ReasonExpiredChain, err, "LDevID expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 		case errors.Is(err, pki.ErrNotYetValid):
 			return nil, refuseErr(ReasonNotYetValid, err, "LDevID not valid before %s", leaf.NotBefore.UTC().Format(time.RFC3339))
 		}
@@ -379,6 +378,11 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		}
 		if err := s.stateAllows(dev); err != nil {
 			return nil, err
+		}
+		if expired {
+			if err := inGrace(leaf, dev, now); err != nil {
+				return nil, err
+			}
 		}
 		switch presented.Status {
 		case device.CertRevoked:
@@ -709,7 +713,7 @@ func (s *Service) moveTo(d *device.Device, dec Decision, now time.Time, cause st
 	}
 	d.State, d.Zone, d.Reason, d.Cause, d.UpdatedAt = next, dec.Zone, dec.Reason, cause, now
 	d.Profile = device.Profile{SecurityLevel: dec.SecurityLevel, Segment: dec.Segment, Topics: dec.Topics,
-		Rule: dec.Rule, Policy: dec.PolicyVersion}
+		Rule: dec.Rule, Policy: dec.PolicyVersion, RenewGrace: dec.RenewGrace}
 	return nil
 }
 
