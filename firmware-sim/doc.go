@@ -7,13 +7,19 @@
 //	firmware-sim factory --count N --out DIR [--manufacturer acme --owner example-operator --expired N --revision N]
 //	firmware-sim fleet --factory DIR --server coaps://127.0.0.1:5684 --ca FILE [--count N --concurrency 64
 //	                   --mode enroll|crts|both --renew --rate R --loss F --state FILE --cpuprofile FILE]
+//	firmware-sim fleet --transport mqtt --factory DIR --server mqtts://127.0.0.1:8883 --ca FILE [same flags
+//	                   and --stay DURATION]
 //	firmware-sim version
 //
 // factory writes a manufacturer CA, N devices with their IDevIDs and a
 // signed provenance manifest into DIR (see package factory). fleet runs the
-// devices of DIR against an Embark server over EST-coaps and prints a
-// report per phase (see package fleet); the server is authenticated with
-// the Embark root in --ca, always.
+// devices of DIR against an Embark server and prints a report per phase
+// (see package fleet). The transport is EST-coaps (--transport coap, the
+// default; coaps:// for DTLS, coaps+tcp:// for TLS) or Embark's MQTT v5 API
+// through a broker (--transport mqtt, mqtts://, see package mqttclient);
+// with mqtt, --stay keeps the enrolled devices connected and following
+// Embark's commands for a while. The server (and over MQTT every message
+// Embark signs) is authenticated with the Embark root in --ca, always.
 //
 // Exit codes: 0 all went well, 1 a device failed or the run could not be
 // completed, 2 the command line was wrong.

@@ -27,7 +27,7 @@ func main() {
 
 const usageText = `usage:
   firmware-sim factory --count N --out DIR [flags]   mint a manufacturer CA, devices and a signed manifest
-  firmware-sim fleet --factory DIR --server URI --ca FILE [flags]
+  firmware-sim fleet --factory DIR --server URI --ca FILE [--transport coap|mqtt] [flags]
                                                       run the simulated devices against an Embark server
   firmware-sim version                                print the version
 Run "firmware-sim COMMAND -h" for the flags of a command.

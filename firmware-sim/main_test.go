@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient/esttest"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient/mqtttest"
 )
 
 func runCmd(args ...string) (code int, stdout, stderr string) {
@@ -43,6 +44,16 @@ func TestUsage(t *testing.T) {
 		{name: "fail/fleet with an unknown mode", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--mode", "storm"},
 			code: exitUsage, err: `mode "storm"`},
 		{name: "fail/fleet with an unknown flag", args: []string{"fleet", "--insecure"}, code: exitUsage, err: "flag provided but not defined"},
+		{name: "fail/fleet with an unknown transport", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--transport", "http"},
+			code: exitUsage, err: `transport "http"`},
+		{name: "fail/fleet over mqtt with a coaps server",
+			args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--transport", "mqtt", "--server", "coaps://127.0.0.1:5684"},
+			code: exitUsage, err: "scheme must be mqtts"},
+		{name: "fail/fleet over coap with an mqtts server",
+			args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--server", "mqtts://127.0.0.1:8883"},
+			code: exitUsage, err: "scheme must be coaps"},
+		{name: "fail/fleet stay over coap", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--stay", "1m"},
+			code: exitUsage, err: "stay needs transport mqtt"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCmd(tc.args...)
@@ -121,5 +132,46 @@ func TestFactoryThenFleet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestFactoryThenFleetMQTT(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "factory")
+	if code, _, stderr := runCmd("factory", "--count", "3", "--out", out, "--quiet"); code != exitOK {
+		t.Fatalf("factory: exit %d: %s", code, stderr)
+	}
+	p, err := mqtttest.NewPKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(dir, "embark-root.pem")
+	if err := os.WriteFile(rootFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.Root.Cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	manufacturer, err := os.ReadFile(filepath.Join(out, "root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusting := p.Roots()
+	trusting.AppendCertsFromPEM(manufacturer)
+	s, err := mqtttest.Start(p, mqtttest.Options{ClientCAs: trusting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	code, stdout, stderr := runCmd("fleet", "--transport", "mqtt", "--factory", out, "--server", s.Target, "--ca", rootFile,
+		"--quiet", "--mode", "both", "--renew", "--concurrency", "2")
+	if code != exitOK {
+		t.Fatalf("fleet: exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	for _, want := range []string{"connect: 3 devices, 3 ok, 0 failed", "enroll: 3 devices, 3 ok, 0 failed",
+		"renew: 3 devices, 3 ok, 0 failed", "of the connect ceiling"} {
+		if !strings.Contains(stdout, want) {
+			t.Fatalf("fleet output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if s.Issued() != 6 {
+		t.Fatalf("issued %d, want 6", s.Issued())
 	}
 }

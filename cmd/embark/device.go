@@ -8,11 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/provenance"
 )
 
@@ -22,6 +24,7 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	limit := fs.Int("limit", 100, "at most this many devices (0: all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	reason := fs.String("reason", "", "why (approve, deny)")
+	campaign := fs.String("campaign", "", "campaign name (rotate)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -30,8 +33,9 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 	show := len(pos) == 2 && pos[0] == "show"
 	decide := len(pos) == 2 && (pos[0] == "approve" || pos[0] == "deny" || pos[0] == "revoke" ||
 		pos[0] == "decommission" || pos[0] == "reonboard")
-	if !list && !show && !decide {
-		return fmt.Errorf("%w: device list | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R]", errUsage)
+	command := len(pos) == 2 && (pos[0] == "rotate" || pos[0] == "desired")
+	if !list && !show && !decide && !command {
+		return fmt.Errorf("%w: device list | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R] | rotate ID [--campaign C] | desired ID", errUsage)
 	}
 	if decide && pos[0] == "revoke" && *reason == "" {
 		return fmt.Errorf("%w: device revoke ID --reason R: a reason is required", errUsage)
@@ -48,6 +52,24 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "%s: %s (%s)\n", d.ID, d.State, d.Reason)
+		return nil
+	}
+	if command {
+		var d mqttsrv.Desired
+		path := "/v1/devices/" + url.PathEscape(pos[1]) + "/" + pos[0]
+		if pos[0] == "rotate" {
+			body, _ := json.Marshal(admin.RotateRequest{Campaign: *campaign})
+			err = cl.Do(ctx, http.MethodPost, path, body, &d)
+		} else {
+			err = cl.Do(ctx, http.MethodGet, path, nil, &d)
+		}
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(out).Encode(d)
+		}
+		fmt.Fprintf(out, "%s: generation %d (%s), applied %d\n", pos[1], d.Generation, orNone(describeDesired(d)), d.Applied)
 		return nil
 	}
 	if list {
@@ -214,4 +236,28 @@ func printView(out io.Writer, v provenance.View) {
 		}
 		tw.Flush()
 	}
+}
+
+func describeDesired(d mqttsrv.Desired) string {
+	var parts []string
+	if d.Rotate {
+		parts = append(parts, "rotate")
+	}
+	if d.Campaign != "" {
+		parts = append(parts, "campaign "+d.Campaign)
+	}
+	if d.Zone != "" {
+		parts = append(parts, "zone "+d.Zone)
+	}
+	if d.Revoked {
+		parts = append(parts, "revoked")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no change"
+	}
+	return s
 }

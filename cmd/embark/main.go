@@ -26,7 +26,7 @@ func commands() []command {
 		{"manufacturer", "manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", "trust a manufacturer; list; withdraw trust", runManufacturer},
 		{"provenance", "provenance import FILE | transfer ...", "import a signed manufacturer manifest; transfer ownership", runProvenance},
 		{"vuln", "vuln import FILE | show MANUFACTURER MODEL FIRMWARE", "import CycloneDX SBOM/VEX documents; show a product's open vulnerabilities", runVuln},
-		{"device", "device list [--state S] [--limit N] | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R]", "list and show devices; operator actions", runDevice},
+		{"device", "device list [--state S] [--limit N] | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R] | rotate ID [--campaign C] | desired ID", "list and show devices; operator actions; commands over MQTT", runDevice},
 		{"cert", "cert expiring [--within 72h]", "current certificates that expire soon", runCert},
 		{"policy", "policy check FILE | explain DEVICE [--file F] | test FILE [--all]", "check a policy file; explain a device's decision; dry-run a policy over the fleet", runPolicy},
 		{"audit", "audit list [--after N] [--limit N]", "print audit log entries", runAudit},

@@ -19,7 +19,11 @@ import (
 // and CSRs it prepared, and the LDevID it holds.
 type simDevice struct {
 	serial string
+	// id is the device URN (MQTT only): client id and topic namespace.
+	id     string
 	idevid tls.Certificate
+	// idevidChain is idevid's chain, parsed, leaf first.
+	idevidChain []*x509.Certificate
 	// firmware is what the device reports in its CSRs.
 	firmware devattr.Reported
 
@@ -32,6 +36,21 @@ type simDevice struct {
 	// until the device enrolled.
 	ldevid    *x509.Certificate
 	ldevidKey *ecdsa.PrivateKey
+	// ldevidChain is the LDevID's CA chain as the MQTT answer gave it
+	// (verified intermediates, shared between devices); nil over CoAP,
+	// where the intermediates come from crts.
+	ldevidChain []*x509.Certificate
+	// answerChain is the chain of the last answer, kept until the answer
+	// is committed.
+	answerChain []*x509.Certificate
+	// rotateKey and rotateCSR are those of a rotation under way.
+	rotateKey *ecdsa.PrivateKey
+	rotateCSR []byte
+
+	// applied is the last command generation applied, reported the last
+	// one reported, zone the zone the commands named.
+	applied, reported uint64
+	zone              string
 }
 
 // newCSR makes a P-256 key pair and a DER CSR for it with subject
@@ -106,10 +125,22 @@ feed:
 }
 
 // clientCert is the device's current LDevID with the intermediates, ready
-// for a handshake.
+// for a handshake: its own chain if the answer gave one, else
+// intermediates.
 func (d *simDevice) clientCert(intermediates [][]byte) tls.Certificate {
+	if d.ldevidChain != nil {
+		intermediates = rawsOf(d.ldevidChain)
+	}
 	chain := make([][]byte, 0, 1+len(intermediates))
 	chain = append(chain, d.ldevid.Raw)
 	chain = append(chain, intermediates...)
 	return tls.Certificate{Certificate: chain, PrivateKey: d.ldevidKey, Leaf: d.ldevid}
+}
+
+func rawsOf(certs []*x509.Certificate) [][]byte {
+	out := make([][]byte, len(certs))
+	for i, c := range certs {
+		out[i] = c.Raw
+	}
+	return out
 }

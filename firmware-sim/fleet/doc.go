@@ -1,5 +1,5 @@
 // Package fleet runs many simulated devices against an Embark server over
-// EST-coaps and measures what they see.
+// EST-coaps or Embark's MQTT v5 API, and measures what they see.
 //
 // # Basics
 //
@@ -19,13 +19,42 @@
 // Every operation is a fresh connection with a full handshake, one request
 // and a close. A device verifies what it gets: the certificate carries its
 // CSR key and chains to the Embark root given out of band. Verification
-// runs after the phase's clock has stopped.
+// runs inside the phase's clock, as a real device's would.
+//
+// # MQTT
+//
+// With [Options].Transport "mqtt" the devices speak Embark's MQTT v5 API
+// through a broker (package mqttclient): the device URN (manufacturer from
+// the factory's trust bundle, serial) is the client id; every request asks
+// a nonce first and is signed with the device's key; every answer must be
+// signed by Embark's responder under the Embark root. The phases become:
+//
+//   - "connect" (mode crts): a TLS connect with the IDevID and one QoS 1
+//     publish to the device's nonce topic without a response topic; the
+//     ceiling of the broker's TLS connects.
+//   - "enroll": connect with the IDevID, nonce, signed enroll request; the
+//     certificate must also name the device (URI SAN), and its chain comes
+//     with the answer (each intermediate is verified against the root once).
+//   - "renew": connect with the LDevID, nonce, signed renew request for a
+//     new key.
+//   - "stay" (with [Options].Stay): every enrolled device stays connected
+//     with its LDevID, subscribed to its command topic, and follows what
+//     Embark publishes there: each generation once, in order ("rotate":
+//     renew with a new key, reconnect with it; "revoked": forget the LDevID
+//     and stop; a zone: remember it), then reports it on its state topic.
+//     Commands that do not verify (a forged "revoked" from anyone but
+//     Embark) are ignored and counted. Devices that lose their connection
+//     reconnect with backoff while the stay lasts. The report counts the
+//     devices connected at the end, the commands applied, the rotations,
+//     the revocations, the commands ignored and the reconnections.
 //
 // # Retries
 //
 // 5.03 Service Unavailable ("held", "overloaded") is answered by resending
-// the same request after Max-Age plus jitter; transport failures (timeouts,
-// lost handshakes) by resending after a jittered exponential backoff. Other
+// the same request after Max-Age plus jitter (over MQTT: a "retry" answer,
+// after its RetryAfter plus jitter, with a fresh nonce); transport failures
+// (timeouts, lost handshakes) by resending after a jittered exponential
+// backoff. Other
 // errors are final. [Options].Loss makes a device drop a fraction of the
 // answers it receives and resend the same request: the server must answer
 // with the certificate it already issued, which the device checks.

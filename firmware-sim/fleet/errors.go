@@ -21,6 +21,10 @@ var (
 	// to the Embark root.
 	ErrUntrustedCert = errors.New("fleet: issued certificate does not chain to the root")
 
+	// ErrWrongIdentity reports an issued certificate that does not name
+	// the device (URI SAN).
+	ErrWrongIdentity = errors.New("fleet: issued certificate names another device")
+
 	// ErrNotIdempotent reports a resent request, after an answer was
 	// lost, that got a different certificate than the lost answer.
 	ErrNotIdempotent = errors.New("fleet: resent request got a different certificate")
@@ -28,6 +32,14 @@ var (
 	// ErrResponseLost reports an answer dropped by the loss simulation
 	// when no retry was left.
 	ErrResponseLost = errors.New("fleet: answer lost")
+
+	// ErrNotConnected reports a device that was not connected when the
+	// stay ended, and saw no failure.
+	ErrNotConnected = errors.New("fleet: not connected at the end of the stay")
+
+	// ErrNotApplied reports a device that ended the stay with a command
+	// it took up but did not apply, and saw no failure.
+	ErrNotApplied = errors.New("fleet: command not applied by the end of the stay")
 
 	// ErrBadCACerts reports a crts answer without the Embark root.
 	ErrBadCACerts = errors.New("fleet: CA certificates without the Embark root")

@@ -3,10 +3,12 @@ package fleet
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/embark-iot/embark/firmware-sim/factory"
 	"github.com/embark-iot/embark/pkg/devattr"
+	"github.com/embark-iot/embark/pkg/manifest"
 )
 
 // loadDevices reads the factory's devices.jsonl and keeps the first count
@@ -35,10 +37,25 @@ func loadDevices(dir string, count int) ([]*simDevice, error) {
 			raw[j] = c.Raw
 		}
 		out[i] = &simDevice{
-			serial:   d.Serial,
-			idevid:   tls.Certificate{Certificate: raw, PrivateKey: d.Key, Leaf: d.Chain[0]},
-			firmware: devattr.Reported{FirmwareVersion: d.FirmwareVersion, FirmwareSHA256: d.FirmwareSHA256},
+			serial:      d.Serial,
+			idevid:      tls.Certificate{Certificate: raw, PrivateKey: d.Key, Leaf: d.Chain[0]},
+			idevidChain: d.Chain,
+			firmware:    devattr.Reported{FirmwareVersion: d.FirmwareVersion, FirmwareSHA256: d.FirmwareSHA256},
 		}
 	}
 	return out, nil
+}
+
+// manufacturerOf reads the manufacturer's name from the factory's trust
+// bundle: with a serial, it makes the device URN.
+func manufacturerOf(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, factory.TrustFile))
+	if err != nil {
+		return "", fmt.Errorf("fleet: manufacturer: %w", err)
+	}
+	t, err := manifest.ParseTrustBundle(b)
+	if err != nil {
+		return "", fmt.Errorf("fleet: manufacturer: %w", err)
+	}
+	return t.Name, nil
 }

@@ -3,7 +3,19 @@ package fleet
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
+
+	"github.com/embark-iot/embark/firmware-sim/estclient"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient"
+)
+
+// Transports of a run.
+const (
+	// TransportCoAP is EST-coaps over DTLS or TLS (the default).
+	TransportCoAP = "coap"
+	// TransportMQTT is Embark's MQTT v5 API through a broker, over TLS.
+	TransportMQTT = "mqtt"
 )
 
 // Modes of a run.
@@ -11,7 +23,9 @@ const (
 	// ModeEnroll enrolls every device (the default).
 	ModeEnroll = "enroll"
 	// ModeCrts only fetches the CA certificates with each device's
-	// IDevID: the ceiling of what the server's handshakes allow.
+	// IDevID: the ceiling of what the server's handshakes allow. Over
+	// MQTT, each device connects with its IDevID and publishes once (QoS
+	// 1, no answer asked): the ceiling of the broker's TLS connects.
 	ModeCrts = "crts"
 	// ModeBoth runs the crts pass, then the enroll pass, and reports
 	// enrollment throughput as a fraction of the ceiling.
@@ -29,7 +43,10 @@ const (
 type Options struct {
 	// FactoryDir is the output directory of a factory run.
 	FactoryDir string
-	// Target is coaps://host:port or coaps+tcp://host:port.
+	// Transport is TransportCoAP (default) or TransportMQTT.
+	Transport string
+	// Target is coaps://host:port or coaps+tcp://host:port (CoAP), or
+	// mqtts://host[:port] (MQTT, default port 8883).
 	Target string
 	// RootFile is the Embark root certificate (PEM), given out of band.
 	RootFile string
@@ -61,6 +78,14 @@ type Options struct {
 	// reports instead of the one the factory installed (and no digest):
 	// devices whose firmware was changed since they left the factory.
 	FirmwareVersion string
+	// Stay, over MQTT, keeps every enrolled device connected with its
+	// LDevID for this long after the other phases, following the commands
+	// Embark publishes (rotate, revoked, zone), and reconnecting with
+	// backoff when it loses its connection. 0: no stay.
+	Stay time.Duration
+	// Logger receives what devices ignore and lose (debug level). Default:
+	// discard.
+	Logger *slog.Logger
 }
 
 // withDefaults fills in defaults and checks what cannot work.
@@ -70,6 +95,22 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Target == "" {
 		return o, fmt.Errorf("%w: no target", ErrOptions)
+	}
+	switch o.Transport {
+	case "", TransportCoAP:
+		o.Transport = TransportCoAP
+		if _, err := estclient.ParseTarget(o.Target); err != nil {
+			return o, fmt.Errorf("%w: transport coap: %w", ErrOptions, err)
+		}
+		if o.Stay != 0 {
+			return o, fmt.Errorf("%w: stay needs transport mqtt", ErrOptions)
+		}
+	case TransportMQTT:
+		if _, err := mqttclient.ParseTarget(o.Target); err != nil {
+			return o, fmt.Errorf("%w: transport mqtt: %w", ErrOptions, err)
+		}
+	default:
+		return o, fmt.Errorf("%w: transport %q is neither coap nor mqtt", ErrOptions, o.Transport)
 	}
 	if o.RootFile == "" {
 		return o, fmt.Errorf("%w: no root file: the server is always authenticated", ErrOptions)
@@ -88,8 +129,8 @@ func (o Options) withDefaults() (Options, error) {
 		o.Mode = ModeEnroll
 	case ModeEnroll, ModeBoth:
 	case ModeCrts:
-		if o.Renew {
-			return o, fmt.Errorf("%w: renew needs enrollment (mode enroll or both)", ErrOptions)
+		if o.Renew || o.Stay != 0 {
+			return o, fmt.Errorf("%w: renew and stay need enrollment (mode enroll or both)", ErrOptions)
 		}
 	default:
 		return o, fmt.Errorf("%w: mode %q is none of enroll, crts, both", ErrOptions, o.Mode)
@@ -111,6 +152,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Loss < 0 || o.Loss >= 1 {
 		return o, fmt.Errorf("%w: loss %g is not in [0, 1)", ErrOptions, o.Loss)
+	}
+	if o.Stay < 0 {
+		return o, fmt.Errorf("%w: stay %s < 0", ErrOptions, o.Stay)
 	}
 	return o, nil
 }

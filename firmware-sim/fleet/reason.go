@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient"
 )
 
 // Reason codes of failures the device side finds itself. Failures the
@@ -26,6 +27,12 @@ const (
 	ReasonNotIdempotent    = "not_idempotent"    // a resent request got another certificate
 	ReasonResponseLost     = "response_lost"     // the last answer was lost (loss simulation)
 	ReasonCanceled         = "canceled"          // the run was stopped
+	ReasonWrongIdentity    = "wrong_identity"    // the certificate names another device
+	ReasonConnectRefused   = "connect_refused"   // the broker refused CONNECT
+	ReasonPublishRefused   = "publish_refused"   // the broker refused a publish (PUBACK)
+	ReasonSubscribeRefused = "subscribe_refused" // the broker refused a subscription
+	ReasonNotConnected     = "not_connected"     // the stay ended before the device connected
+	ReasonNotApplied       = "not_applied"       // the stay ended with a command not applied
 )
 
 // reasonOf names the reason a device failed.
@@ -37,6 +44,17 @@ func reasonOf(err error) string {
 		}
 		return "coap_" + estclient.CodeString(se.Code)
 	}
+	var me *mqttclient.StatusError
+	if errors.As(err, &me) {
+		if me.Reason != "" {
+			return me.Reason
+		}
+		return "mqtt_" + string(me.Status)
+	}
+	var ce *mqttclient.ConnectError
+	if errors.As(err, &ce) {
+		return ReasonConnectRefused
+	}
 	for _, s := range []struct {
 		err    error
 		reason string
@@ -46,7 +64,14 @@ func reasonOf(err error) string {
 		{ErrNotIdempotent, ReasonNotIdempotent},
 		{ErrResponseLost, ReasonResponseLost},
 		{ErrBadCACerts, ReasonBadCACerts},
+		{ErrWrongIdentity, ReasonWrongIdentity},
+		{ErrNotConnected, ReasonNotConnected},
+		{ErrNotApplied, ReasonNotApplied},
+		{mqttclient.ErrRefused, ReasonHandshakeRefused},
 		{estclient.ErrResponse, ReasonBadResponse},
+		{mqttclient.ErrResponse, ReasonBadResponse},
+		{mqttclient.ErrPublishRefused, ReasonPublishRefused},
+		{mqttclient.ErrSubscribe, ReasonSubscribeRefused},
 		{context.Canceled, ReasonCanceled},
 	} {
 		if errors.Is(err, s.err) {
@@ -63,7 +88,7 @@ func reasonOf(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return ReasonTimeout
 	}
-	if errors.Is(err, estclient.ErrHandshake) {
+	if errors.Is(err, estclient.ErrHandshake) || errors.Is(err, mqttclient.ErrHandshake) {
 		return ReasonHandshake
 	}
 	return ReasonTransport

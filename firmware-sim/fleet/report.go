@@ -10,7 +10,7 @@ import (
 
 // Report is what one phase of a run measured.
 type Report struct {
-	// Phase is "crts", "enroll" or "renew".
+	// Phase is "crts" (over MQTT "connect"), "enroll", "renew" or "stay".
 	Phase string
 	// Devices is how many devices took part; OK how many succeeded.
 	Devices, OK int
@@ -26,9 +26,26 @@ type Report struct {
 	P50, P95, P99, Max time.Duration
 	// Retries counts the requests resent, by all devices together.
 	Retries int
-	// OfCeiling is PerSecond as a fraction of the crts pass of the same
-	// run (mode both); 0 when there was none.
+	// OfCeiling is PerSecond as a fraction of the ceiling pass of the
+	// same run (mode both); 0 when there was none. Ceiling names that
+	// pass ("crts", or "connect" over MQTT).
 	OfCeiling float64
+	Ceiling   string
+
+	// The figures of a stay (phase "stay"). There, a device is OK when it
+	// was connected at the end with every command it took up applied, or
+	// obeyed a "revoked" command; a failed device was not connected at the
+	// end, or left a command unapplied, for the last reason it saw.
+	// Latencies run from a command's arrival to its state report, and
+	// PerSecond counts commands applied.
+	//
+	// Connected is the devices connected when the stay ended; Applied the
+	// command generations applied and reported; Rotations the renewals
+	// with a new key that commands asked for; Revoked the devices told
+	// that they are revoked (they dropped their LDevID); Ignored the
+	// commands that did not verify or named another device, ignored;
+	// Reconnects the connections opened again after a loss or a rotation.
+	Connected, Applied, Rotations, Revoked, Ignored, Reconnects int
 }
 
 // FailedCount is the number of failed devices.
@@ -44,6 +61,10 @@ func (r Report) FailedCount() int {
 //
 //	enroll: 10000 devices, 9998 ok, 2 failed (held 1, unknown_device 1)
 //	  duration 11.2s, 893.1/s, p50 45ms p95 120ms p99 300ms max 1.2s, retries 12
+//
+// A stay adds the line of its counts:
+//
+//	connected 10000, commands applied 500, rotations 500, revoked 0, ignored 0, reconnects 500
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d devices, %d ok, %d failed", r.Phase, r.Devices, r.OK, r.FailedCount())
@@ -72,7 +93,15 @@ func (r Report) String() string {
 		roundDuration(r.Duration), r.PerSecond,
 		roundDuration(r.P50), roundDuration(r.P95), roundDuration(r.P99), roundDuration(r.Max), r.Retries)
 	if r.OfCeiling > 0 {
-		fmt.Fprintf(&b, "\n  %.0f%% of the crts ceiling", 100*r.OfCeiling)
+		ceiling := r.Ceiling
+		if ceiling == "" {
+			ceiling = PhaseCrts
+		}
+		fmt.Fprintf(&b, "\n  %.0f%% of the %s ceiling", 100*r.OfCeiling, ceiling)
+	}
+	if r.Phase == PhaseStay {
+		fmt.Fprintf(&b, "\n  connected %d, commands applied %d, rotations %d, revoked %d, ignored %d, reconnects %d",
+			r.Connected, r.Applied, r.Rotations, r.Revoked, r.Ignored, r.Reconnects)
 	}
 	return b.String()
 }

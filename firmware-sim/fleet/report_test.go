@@ -82,6 +82,23 @@ func TestReportString(t *testing.T) {
 				"  duration 1s, 1.0/s, p50 1ms p95 1ms p99 1ms max 1ms, retries 0\n" +
 				"  83% of the crts ceiling",
 		},
+		{
+			name: "ok/fraction of the mqtt connect ceiling",
+			r: Report{Phase: "enroll", Devices: 1, OK: 1, Duration: time.Second, PerSecond: 1,
+				P50: ms(1), P95: ms(1), P99: ms(1), Max: ms(1), OfCeiling: 0.5, Ceiling: PhaseConnect},
+			want: "enroll: 1 devices, 1 ok, 0 failed\n" +
+				"  duration 1s, 1.0/s, p50 1ms p95 1ms p99 1ms max 1ms, retries 0\n" +
+				"  50% of the connect ceiling",
+		},
+		{
+			name: "ok/stay counts",
+			r: Report{Phase: PhaseStay, Devices: 10000, OK: 9999, Failed: map[string]int{"timeout": 1},
+				Duration: time.Minute, PerSecond: 8.3, P50: ms(40), P95: ms(90), P99: ms(120), Max: ms(300),
+				Connected: 9979, Applied: 500, Rotations: 480, Revoked: 20, Ignored: 3, Reconnects: 481},
+			want: "stay: 10000 devices, 9999 ok, 1 failed (timeout 1)\n" +
+				"  duration 1m0s, 8.3/s, p50 40ms p95 90ms p99 120ms max 300ms, retries 0\n" +
+				"  connected 9979, commands applied 500, rotations 480, revoked 20, ignored 3, reconnects 481",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.r.String(); got != tc.want {

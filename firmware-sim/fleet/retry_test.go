@@ -2,15 +2,19 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/estclient/esttest"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient"
+	"github.com/embark-iot/embark/pkg/mqttwire"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 )
 
@@ -44,6 +48,11 @@ func TestDeviceRetries(t *testing.T) {
 	denied := &estclient.StatusError{Code: codes.Forbidden, Reason: "denied", Message: "rule r1"}
 	timeout := fmt.Errorf("%w: %w", estclient.ErrHandshake, context.DeadlineExceeded)
 	untrusted := fmt.Errorf("%w: %w", estclient.ErrHandshake, x509.UnknownAuthorityError{})
+	mqttHeld := &mqttclient.StatusError{Op: mqttwire.OpEnroll, Status: mqttwire.StatusRetry, Reason: "held", RetryAfter: 4 * time.Second}
+	mqttRefused := &mqttclient.StatusError{Op: mqttwire.OpEnroll, Status: mqttwire.StatusRefused, Reason: "unknown_device"}
+	busy := &mqttclient.ConnectError{Code: 0x89}
+	notAuthorized := &mqttclient.ConnectError{Code: 0x87}
+	refusedSession := fmt.Errorf("%w: %w: %w", mqttclient.ErrHandshake, mqttclient.ErrRefused, syscall.ECONNRESET)
 
 	for _, tc := range []struct {
 		name    string
@@ -63,6 +72,20 @@ func TestDeviceRetries(t *testing.T) {
 			want: a, retries: 2, waits: []time.Duration{backoff(0, 0), backoff(1, 0)}},
 		{name: "ok/lost answer, resend gets the same certificate", loss: 0.5, rand: []float64{0.1, 0, 0.9},
 			results: []result{{cert: a}, {cert: a}}, want: a, retries: 1, waits: []time.Duration{backoff(0, 0)}},
+		{name: "ok/mqtt retry answer then success waits RetryAfter", results: []result{{err: mqttHeld}, {cert: a}},
+			want: a, retries: 1, waits: []time.Duration{4 * time.Second}},
+		{name: "ok/mqtt lost retry answer backs off", loss: 0.5, rand: []float64{0.1, 0, 0.9},
+			results: []result{{err: mqttHeld}, {cert: a}}, want: a, retries: 1, waits: []time.Duration{backoff(0, 0)}},
+		{name: "ok/broker busy then success backs off", results: []result{{err: busy}, {cert: a}},
+			want: a, retries: 1, waits: []time.Duration{backoff(0, 0)}},
+		{name: "ok/mqtt connection lost then success backs off", results: []result{{err: mqttclient.ErrConnectionLost}, {cert: a}},
+			want: a, retries: 1, waits: []time.Duration{backoff(0, 0)}},
+		{name: "fail/mqtt refusal is final", results: []result{{err: mqttRefused}, {cert: a}},
+			wantErr: mqttRefused, reason: "unknown_device"},
+		{name: "fail/broker not authorizing is final", results: []result{{err: notAuthorized}, {cert: a}},
+			wantErr: notAuthorized, reason: ReasonConnectRefused},
+		{name: "fail/session refused after the handshake is final", results: []result{{err: refusedSession}, {cert: a}},
+			wantErr: mqttclient.ErrRefused, reason: ReasonHandshakeRefused},
 		{name: "fail/4.03 is final", results: []result{{err: denied}, {cert: a}},
 			wantErr: denied, reason: "denied"},
 		{name: "fail/5.03 until the retries run out", results: []result{{err: held}, {err: held}, {err: held}, {err: held}, {cert: a}},
@@ -147,6 +170,15 @@ func TestReasonOf(t *testing.T) {
 		{name: "ok/timeout", err: fmt.Errorf("%w: %w", estclient.ErrHandshake, context.DeadlineExceeded), want: ReasonTimeout},
 		{name: "ok/other handshake failure", err: fmt.Errorf("%w: connection refused", estclient.ErrHandshake), want: ReasonHandshake},
 		{name: "ok/canceled", err: context.Canceled, want: ReasonCanceled},
+		{name: "ok/mqtt server reason", err: fmt.Errorf("x: %w", &mqttclient.StatusError{Status: mqttwire.StatusRefused, Reason: "held"}), want: "held"},
+		{name: "ok/mqtt status without reason", err: &mqttclient.StatusError{Status: mqttwire.StatusRefused}, want: "mqtt_refused"},
+		{name: "ok/mqtt untrusted broker", err: fmt.Errorf("%w: %w", mqttclient.ErrHandshake, &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}),
+			want: ReasonUntrustedServer},
+		{name: "ok/mqtt unusable answer", err: fmt.Errorf("%w: nonce", mqttclient.ErrResponse), want: ReasonBadResponse},
+		{name: "ok/mqtt publish refused", err: fmt.Errorf("%w: 0x87", mqttclient.ErrPublishRefused), want: ReasonPublishRefused},
+		{name: "ok/mqtt no answer in time", err: fmt.Errorf("mqttclient: enroll: no answer: %w", context.DeadlineExceeded), want: ReasonTimeout},
+		{name: "ok/wrong identity", err: ErrWrongIdentity, want: ReasonWrongIdentity},
+		{name: "ok/not connected", err: ErrNotConnected, want: ReasonNotConnected},
 		{name: "ok/anything else", err: errors.New("broken pipe"), want: ReasonTransport},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -18,7 +19,10 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient"
 	"github.com/embark-iot/embark/pkg/devattr"
+	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/mqttwire"
 )
 
 // Phase names.
@@ -26,6 +30,10 @@ const (
 	PhaseCrts   = "crts"
 	PhaseEnroll = "enroll"
 	PhaseRenew  = "renew"
+	// PhaseConnect is the ceiling pass over MQTT: connect and publish.
+	PhaseConnect = "connect"
+	// PhaseStay keeps the devices connected and following commands.
+	PhaseStay = "stay"
 )
 
 // Run runs the fleet described by o and returns a report per phase, in the
@@ -33,12 +41,15 @@ const (
 // canceled (with the reports of the phases that finished); devices that
 // fail are counted in the reports, not returned as an error.
 func Run(ctx context.Context, o Options) ([]Report, error) {
+	return runTweaked(ctx, o, nil)
+}
+
+// runTweaked is Run; tweak, if set, adjusts the runner before it starts
+// (tests replace its waits).
+func runTweaked(ctx context.Context, o Options, tweak func(*runner)) ([]Report, error) {
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err
-	}
-	if _, err := estclient.ParseTarget(o.Target); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	root, err := loadRoot(o.RootFile)
 	if err != nil {
@@ -47,6 +58,15 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 	devs, err := loadDevices(o.FactoryDir, o.Count)
 	if err != nil {
 		return nil, err
+	}
+	if o.Transport == TransportMQTT {
+		manufacturer, err := manufacturerOf(o.FactoryDir)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			d.id = device.ID(manufacturer, d.serial)
+		}
 	}
 	if o.FirmwareVersion != "" {
 		// Devices running other firmware than the factory installed.
@@ -58,8 +78,14 @@ func Run(ctx context.Context, o Options) ([]Report, error) {
 		return nil, err
 	}
 	r := newRunner(o, root)
-	if err := r.fetchCACerts(ctx, devs[0]); err != nil {
-		return nil, err
+	if tweak != nil {
+		tweak(r)
+	}
+	if o.Transport == TransportCoAP {
+		// Over MQTT the intermediates come with every certificate issued.
+		if err := r.fetchCACerts(ctx, devs[0]); err != nil {
+			return nil, err
+		}
 	}
 	reports, err := r.run(ctx, devs)
 	if o.StateFile != "" {
@@ -110,10 +136,16 @@ type runner struct {
 	roots *x509.CertPool
 
 	// intermediates come from the crts answer fetched at the start:
-	// every certificate there except the root.
+	// every certificate there except the root. Over MQTT, inters grows
+	// with the intermediates of the answers, each verified once.
 	intermediates [][]byte
 	interPool     *x509.CertPool
+	interMu       sync.RWMutex
 	inters        []*x509.Certificate
+
+	// verifier checks what Embark signs over MQTT, for every device.
+	verifier *mqttwire.Verifier
+	log      *slog.Logger
 
 	// rand draws jitter and losses; it is safe for concurrent use.
 	rand func() float64
@@ -123,21 +155,31 @@ type runner struct {
 	wait func(ctx context.Context, d time.Duration) bool
 	// progressEvery is the interval between progress lines.
 	progressEvery time.Duration
+	// stayWait waits out the stay; false when ctx ended first.
+	stayWait func(ctx context.Context, d time.Duration) bool
 }
 
 func newRunner(o Options, root *x509.Certificate) *runner {
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	return &runner{
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r := &runner{
 		o:             o,
 		root:          root,
 		roots:         roots,
 		interPool:     x509.NewCertPool(),
+		log:           log,
 		rand:          rand.Float64,
 		now:           time.Now,
 		wait:          sleep,
+		stayWait:      sleep,
 		progressEvery: time.Second,
 	}
+	r.verifier = mqttwire.NewVerifier(roots, func() time.Time { return r.now() })
+	return r
 }
 
 func (r *runner) config(cert *tls.Certificate) estclient.Config {
@@ -186,18 +228,27 @@ func (r *runner) fetchCACerts(ctx context.Context, d *simDevice) error {
 func (r *runner) run(ctx context.Context, devs []*simDevice) ([]Report, error) {
 	var reports []Report
 	var ceiling float64
+	var ceilingPhase string
 	if r.o.Mode == ModeCrts || r.o.Mode == ModeBoth {
-		rep := r.phase(ctx, r.crtsPhase(), devs)
+		spec := r.crtsPhase()
+		if r.o.Transport == TransportMQTT {
+			spec = r.connectPhase()
+		}
+		rep := r.phase(ctx, spec, devs)
 		reports = append(reports, rep)
-		ceiling = rep.PerSecond
+		ceiling, ceilingPhase = rep.PerSecond, rep.Phase
 		if err := ctx.Err(); err != nil {
 			return reports, err
 		}
 	}
 	if r.o.Mode == ModeEnroll || r.o.Mode == ModeBoth {
-		rep := r.phase(ctx, r.enrollPhase(), devs)
+		spec := r.enrollPhase()
+		if r.o.Transport == TransportMQTT {
+			spec = r.mqttEnrollPhase()
+		}
+		rep := r.phase(ctx, spec, devs)
 		if ceiling > 0 {
-			rep.OfCeiling = rep.PerSecond / ceiling
+			rep.OfCeiling, rep.Ceiling = rep.PerSecond/ceiling, ceilingPhase
 		}
 		reports = append(reports, rep)
 		if err := ctx.Err(); err != nil {
@@ -205,18 +256,33 @@ func (r *runner) run(ctx context.Context, devs []*simDevice) ([]Report, error) {
 		}
 	}
 	if r.o.Renew {
-		var enrolled []*simDevice
-		for _, d := range devs {
-			if d.ldevid != nil {
-				enrolled = append(enrolled, d)
-			}
+		spec := r.renewPhase()
+		if r.o.Transport == TransportMQTT {
+			spec = r.mqttRenewPhase()
 		}
-		reports = append(reports, r.phase(ctx, r.renewPhase(), enrolled))
+		reports = append(reports, r.phase(ctx, spec, enrolled(devs)))
+		if err := ctx.Err(); err != nil {
+			return reports, err
+		}
+	}
+	if r.o.Stay > 0 {
+		reports = append(reports, r.stay(ctx, enrolled(devs)))
 		if err := ctx.Err(); err != nil {
 			return reports, err
 		}
 	}
 	return reports, nil
+}
+
+// enrolled are the devices that hold an LDevID.
+func enrolled(devs []*simDevice) []*simDevice {
+	var out []*simDevice
+	for _, d := range devs {
+		if d.ldevid != nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // phaseSpec is what one phase does for one device.
@@ -312,7 +378,10 @@ func (r *runner) verifyIssued(key *ecdsa.PrivateKey, cert *x509.Certificate) err
 		return fmt.Errorf("%w: not a device certificate (CA, or no client auth)", ErrUntrustedCert)
 	}
 	var lastErr error = fmt.Errorf("%w: issuer %q is not a verified intermediate", ErrUntrustedCert, cert.Issuer)
-	for _, in := range r.inters {
+	r.interMu.RLock()
+	inters := r.inters
+	r.interMu.RUnlock()
+	for _, in := range inters {
 		if !bytes.Equal(cert.RawIssuer, in.RawSubject) {
 			continue
 		}
@@ -341,8 +410,7 @@ func (r *runner) device(ctx context.Context, attempt func(context.Context) (*x50
 	var lost *x509.Certificate
 	for n := 0; ; n++ {
 		cert, err := attempt(ctx)
-		var se *estclient.StatusError
-		if (err == nil || errors.As(err, &se)) && r.o.Loss > 0 && r.rand() < r.o.Loss {
+		if (err == nil || isAnswer(err)) && r.o.Loss > 0 && r.rand() < r.o.Loss {
 			if err == nil && lost == nil {
 				lost = cert
 			}
@@ -380,6 +448,17 @@ func (r *runner) retryAfter(ctx context.Context, err error, n int) (time.Duratio
 		}
 		return 0, false
 	}
+	var me *mqttclient.StatusError
+	if errors.As(err, &me) {
+		if me.Retryable() {
+			return maxAgeWait(me.RetryAfter, r.rand()), true
+		}
+		return 0, false
+	}
+	var ce *mqttclient.ConnectError
+	if errors.As(err, &ce) {
+		return backoff(n, r.rand()), ce.Retryable()
+	}
 	if errors.Is(err, ErrResponseLost) {
 		return backoff(n, r.rand()), true
 	}
@@ -388,6 +467,14 @@ func (r *runner) retryAfter(ctx context.Context, err error, n int) (time.Duratio
 		return backoff(n, r.rand()), true
 	}
 	return 0, false
+}
+
+// isAnswer reports whether err is an answer of the server (a status),
+// which the loss simulation may drop like a success.
+func isAnswer(err error) bool {
+	var se *estclient.StatusError
+	var me *mqttclient.StatusError
+	return errors.As(err, &se) || errors.As(err, &me)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -503,31 +590,39 @@ func (r *runner) phase(ctx context.Context, spec phaseSpec, devs []*simDevice) R
 // progress writes a line every progressEvery until the returned function
 // is called, which writes the closing line it is given.
 func (r *runner) progress(phase string, total int, done, failed *atomic.Int64) func(closing string) {
+	last, lastAt := int64(0), r.now()
+	return r.ticker(func(now time.Time) string {
+		n := done.Load()
+		rate := 0.0
+		if dt := now.Sub(lastAt).Seconds(); dt > 0 {
+			rate = float64(n-last) / dt
+		}
+		last, lastAt = n, now
+		return progressLine(phase, int(n), total, rate, int(failed.Load()))
+	})
+}
+
+// ticker writes line() to the progress writer every progressEvery until
+// the returned function is called, which writes the closing line it is
+// given. line runs on one goroutine.
+func (r *runner) ticker(line func(now time.Time) string) func(closing string) {
 	w := r.o.Progress
 	if w == nil {
 		return func(string) {}
 	}
 	stop := make(chan string)
 	finished := make(chan struct{})
-	start := r.now()
 	go func() {
 		defer close(finished)
 		t := time.NewTicker(r.progressEvery)
 		defer t.Stop()
-		last, lastAt := int64(0), start
 		for {
 			select {
 			case closing := <-stop:
 				_, _ = io.WriteString(w, closing)
 				return
 			case now := <-t.C:
-				n := done.Load()
-				rate := 0.0
-				if dt := now.Sub(lastAt).Seconds(); dt > 0 {
-					rate = float64(n-last) / dt
-				}
-				last, lastAt = n, now
-				_, _ = io.WriteString(w, progressLine(phase, int(n), total, rate, int(failed.Load())))
+				_, _ = io.WriteString(w, line(now))
 			}
 		}
 	}()

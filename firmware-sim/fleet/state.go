@@ -19,9 +19,14 @@ type StateRecord struct {
 	KeyPEM string `json:"key_pem"`
 	// CertPEM is the LDevID followed by the intermediates.
 	CertPEM string `json:"cert_pem"`
+	// Applied is the last command generation the device applied, Zone
+	// the zone the commands named (MQTT stay only).
+	Applied uint64 `json:"applied,omitempty"`
+	Zone    string `json:"zone,omitempty"`
 }
 
-// stateOf makes a record for every device that holds an LDevID.
+// stateOf makes a record for every device that holds an LDevID, with its
+// own chain if its answer gave one, else intermediates.
 func stateOf(devs []*simDevice, intermediates [][]byte) []StateRecord {
 	var out []StateRecord
 	for _, d := range devs {
@@ -34,13 +39,19 @@ func stateOf(devs []*simDevice, intermediates [][]byte) []StateRecord {
 		}
 		var certs bytes.Buffer
 		_ = pem.Encode(&certs, &pem.Block{Type: "CERTIFICATE", Bytes: d.ldevid.Raw})
-		for _, der := range intermediates {
+		chain := intermediates
+		if d.ldevidChain != nil {
+			chain = rawsOf(d.ldevidChain)
+		}
+		for _, der := range chain {
 			_ = pem.Encode(&certs, &pem.Block{Type: "CERTIFICATE", Bytes: der})
 		}
 		out = append(out, StateRecord{
 			Serial:  d.serial,
 			KeyPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})),
 			CertPEM: certs.String(),
+			Applied: d.applied,
+			Zone:    d.zone,
 		})
 	}
 	return out

@@ -50,6 +50,8 @@ type Backend struct {
 	// Owner is the operator's owner identity: it signs the transfer
 	// records of devices sold on and accepts those of devices bought.
 	Owner *owner.Identity
+	// Commands sends commands to devices; nil disables those endpoints.
+	Commands Commander
 }
 
 // Handler returns the admin API over b.
@@ -75,6 +77,7 @@ func Handler(b Backend) http.Handler {
 	h.registerView(mux)
 	h.registerOperator(mux)
 	h.registerPolicy(mux)
+	h.registerCommands(mux)
 	mux.HandleFunc("GET /v1/crl", h.crl)
 	return mux
 }

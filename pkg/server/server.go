@@ -86,6 +86,7 @@ type Server struct {
 	policyHash string
 	core       *onboard.Service
 	coap       *estcoap.Server
+	mqtt       *mqttParts
 	admin      http.Handler
 
 	mu       sync.Mutex
@@ -217,6 +218,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.buildMQTT(ctx, srvCert); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.admin = admin.Handler(admin.Backend{
 		Store:        db,
 		TrustChanged: core.ReloadTrust,
@@ -228,6 +233,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		DataChanged:  s.dataChanged,
 		Policy:       s.decider.Current,
 		CRL:          s.crl.Current,
+		Commands:     commander{s},
 	})
 	return s, nil
 }
@@ -251,6 +257,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.tcpAddr = a
 		s.log.Info("listening", slog.String("proto", "coaps+tcp (CoAP over TLS)"), slog.String("addr", a.String()))
+	}
+	if err := s.startMQTT(); err != nil {
+		return err
 	}
 	if err := s.listenAdmin(); err != nil {
 		return err
@@ -296,6 +305,7 @@ func (s *Server) startBackground() {
 				}
 				s.log.Info("re-evaluation done", slog.String("cause", cause), slog.Int("evaluated", res.Evaluated),
 					slog.Int("changed", res.Changed), slog.Int("tightened", res.Tightened))
+				s.mqttMoved(ctx, res.Moved)
 			}
 		}
 	}()
@@ -397,6 +407,9 @@ func (s *Server) Close() error {
 	if s.coap != nil {
 		errs = append(errs, s.coap.Close())
 	}
+	s.mu.Unlock()
+	errs = append(errs, s.closeMQTT())
+	s.mu.Lock()
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
 		s.store = nil
@@ -416,6 +429,7 @@ func (s *Server) CA() *pki.CA { return s.ca }
 // revoked drops the live sessions of revoked certificates.
 func (s *Server) revoked(serials []string) {
 	s.crl.Trigger()
+	s.mqttRevoked(serials)
 	if s.coap == nil {
 		return
 	}
@@ -449,6 +463,14 @@ func (s *Server) status() map[string]any {
 	}
 	if s.adminLn != nil {
 		l["admin"] = s.adminLn.Addr().String()
+	}
+	if s.mqtt != nil && s.mqtt.url != nil {
+		if s.mqtt.broker != nil {
+			l["mqtts"] = s.mqtt.url.Host
+			out["mqtt_clients"] = s.mqtt.broker.Clients()
+		} else {
+			out["mqtt_broker"] = s.mqtt.url.Redacted()
+		}
 	}
 	out["listeners"] = l
 	out["ca_root"] = s.ca.Root().Subject.String()

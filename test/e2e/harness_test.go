@@ -23,19 +23,32 @@ type embark struct {
 	dir    string
 	client *admin.Client
 	root   string // path of the Embark root PEM
+	// mqttAddr is where devices reach the MQTT broker (set by
+	// startEmbarkMQTT).
+	mqttAddr string
 }
 
 func startEmbark(t *testing.T, mutate func(*config.Config)) *embark {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "data")
+	return startEmbarkWith(t, mutate)
+}
+
+func startEmbarkWith(t *testing.T, mutate func(*config.Config), opts ...server.Option) *embark {
+	t.Helper()
+	return startEmbarkDir(t, filepath.Join(t.TempDir(), "data"), mutate, opts...)
+}
+
+func startEmbarkDir(t *testing.T, dir string, mutate func(*config.Config), opts ...server.Option) *embark {
+	t.Helper()
 	cfg := config.DefaultConfig(dir)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock") // short: unix socket paths are limited
 	if mutate != nil {
 		mutate(&cfg)
 	}
 	ctx := context.Background()
-	srv, err := server.New(ctx, cfg)
+	srv, err := server.New(ctx, cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

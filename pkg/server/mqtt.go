@@ -1,0 +1,340 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/broker"
+	"github.com/embark-iot/embark/pkg/device"
+	"github.com/embark-iot/embark/pkg/mqttsrv"
+	"github.com/embark-iot/embark/pkg/mqttwire"
+	"github.com/embark-iot/embark/pkg/onboard"
+	"github.com/embark-iot/embark/pkg/store"
+)
+
+// MQTTDir holds Embark's MQTT service identity, inside the data directory.
+const MQTTDir = "mqtt"
+
+// mqttParts is the MQTT transport: the embedded broker (unless an external
+// one is configured) and Embark's client of it.
+type mqttParts struct {
+	broker    *broker.Broker
+	service   *broker.Service
+	responder *mqttwire.Signer
+	nonces    *mqttsrv.Nonces
+	roots     *x509.CertPool // of the broker's server certificate
+	url       *url.URL
+	srv       *mqttsrv.Server
+	cancel    context.CancelFunc
+	done      chan struct{}
+}
+
+// buildMQTT prepares the MQTT transport; nothing listens or connects until
+// startMQTT.
+func (s *Server) buildMQTT(ctx context.Context, srvCert tls.Certificate) error {
+	m := s.cfg.MQTT
+	if !m.Enabled() {
+		return nil
+	}
+	p := &mqttParts{}
+	var err error
+	if p.service, err = broker.LoadOrCreateService(filepath.Join(s.cfg.DataDir, MQTTDir), m.ClientID); err != nil {
+		return err
+	}
+	rc, err := s.ca.ResponderCertificate(&url.URL{Scheme: "urn", Opaque: "embark:responder"}, 90*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	key, ok := rc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return fmt.Errorf("server: responder key is a %T", rc.PrivateKey)
+	}
+	if p.responder, err = mqttwire.NewSigner(key, []*x509.Certificate{rc.Leaf, s.ca.Intermediate()}); err != nil {
+		return err
+	}
+	if p.nonces, err = mqttsrv.NewNonces(ctx, s.store, time.Duration(m.NonceTTL), s.clock); err != nil {
+		return err
+	}
+	p.roots = x509.NewCertPool()
+	if m.Broker != "" {
+		if p.url, err = url.Parse(m.Broker); err != nil {
+			return fmt.Errorf("server: mqtt.broker: %w", err)
+		}
+		if m.BrokerCA != "" {
+			path := m.BrokerCA
+			if !filepath.IsAbs(path) {
+				path = filepath.Join(s.cfg.DataDir, path)
+			}
+			pemData, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("server: mqtt.broker_ca: %w", err)
+			}
+			if !p.roots.AppendCertsFromPEM(pemData) {
+				return fmt.Errorf("server: mqtt.broker_ca: %s holds no PEM certificate", path)
+			}
+		} else {
+			p.roots.AddCert(s.ca.Root())
+		}
+	} else {
+		p.roots.AddCert(s.ca.Root())
+		p.broker, err = broker.New(broker.Config{
+			Certificate: srvCert,
+			Auth:        &brokerAuth{core: s.core, service: p.service, name: m.ClientID},
+			// Room for the topic and properties around the largest message
+			// Embark accepts, so that Embark answers "payload_too_large"
+			// itself up to there.
+			MaxPacketSize: mqttwire.MaxMessage + 4<<10,
+			Logger:        s.log,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.mqtt = p
+	return nil
+}
+
+// startMQTT opens the embedded broker's listener and starts Embark's client.
+func (s *Server) startMQTT() error {
+	p := s.mqtt
+	if p == nil {
+		return nil
+	}
+	if p.broker != nil {
+		ln, err := net.Listen("tcp", s.cfg.MQTT.Listen)
+		if err != nil {
+			return fmt.Errorf("server: mqtt listener: %w", err)
+		}
+		if err := p.broker.Serve(ln); err != nil {
+			ln.Close()
+			return fmt.Errorf("server: mqtt broker: %w", err)
+		}
+		p.url = &url.URL{Scheme: "mqtts", Host: ln.Addr().String()}
+		s.log.Info("listening", slog.String("proto", "mqtts (embedded MQTT v5 broker)"), slog.String("addr", ln.Addr().String()))
+	}
+	srv, err := mqttsrv.New(mqttsrv.Config{
+		Broker: p.url,
+		TLS: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{p.service.Cert},
+			RootCAs:      p.roots,
+			ServerName:   p.url.Hostname(),
+		},
+		ClientID:  s.cfg.MQTT.ClientID,
+		Core:      s.core,
+		Store:     s.store,
+		Responder: p.responder,
+		Nonces:    p.nonces,
+		Logger:    s.log,
+		Clock:     s.clock,
+	})
+	if err != nil {
+		return err
+	}
+	p.srv = srv
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		if err := srv.Run(ctx); err != nil {
+			s.log.Error("mqtt", slog.Any("err", err))
+		}
+	}()
+	select {
+	case <-srv.Ready():
+	case <-time.After(10 * time.Second):
+		s.log.Warn("mqtt: not connected to the broker yet; still trying", slog.String("broker", p.url.Redacted()))
+	}
+	return nil
+}
+
+func (s *Server) closeMQTT() error {
+	p := s.mqtt
+	if p == nil {
+		return nil
+	}
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+		p.cancel = nil
+	}
+	if p.broker != nil {
+		return p.broker.Close()
+	}
+	return nil
+}
+
+// MQTTAddr is the embedded broker's address, nil if none runs.
+func (s *Server) MQTTAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mqtt == nil || s.mqtt.broker == nil || s.mqtt.url == nil {
+		return nil
+	}
+	a, err := net.ResolveTCPAddr("tcp", s.mqtt.url.Host)
+	if err != nil {
+		return nil
+	}
+	return a
+}
+
+// MQTT returns Embark's MQTT client, nil before Start or when MQTT is off.
+func (s *Server) MQTT() *mqttsrv.Server {
+	if s.mqtt == nil {
+		return nil
+	}
+	return s.mqtt.srv
+}
+
+// mqttRevoked cuts the broker connections of revoked certificates and
+// tells their devices, when the device itself is revoked or decommissioned
+// (a superseded certificate is routine and needs no command).
+func (s *Server) mqttRevoked(serials []string) {
+	p := s.mqtt
+	if p == nil {
+		return
+	}
+	if p.broker != nil {
+		if n := p.broker.Disconnect(serials...); n > 0 {
+			s.log.Info("dropped broker connections of revoked certificates", slog.Int("connections", n))
+		}
+	}
+	if p.srv == nil {
+		return
+	}
+	ids := map[string]device.Device{}
+	_ = s.store.View(context.Background(), func(r store.Reader) error {
+		for _, serial := range serials {
+			c, err := r.Certificate(serial)
+			if err != nil {
+				continue
+			}
+			if d, err := r.Device(c.DeviceID); err == nil {
+				ids[d.ID] = d
+			}
+		}
+		return nil
+	})
+	// Publishing may wait for the broker: the revocation itself is done.
+	go func() {
+		for id, d := range ids {
+			if d.State != device.Revoked && d.State != device.Decommissioned {
+				continue
+			}
+			_, err := p.srv.Command(context.Background(), id, "system", func(ds *mqttsrv.Desired) {
+				ds.Revoked, ds.Reason = true, "device "+string(d.State)
+			})
+			if err != nil {
+				s.log.Warn("mqtt: revoked command", slog.String("device", id), slog.Any("err", err))
+			}
+		}
+	}()
+}
+
+// mqttMoved follows a device's new zone: the broker recomputes its grants
+// and the device is told its zone.
+func (s *Server) mqttMoved(ctx context.Context, ids []string) {
+	p := s.mqtt
+	if p == nil {
+		return
+	}
+	for _, id := range ids {
+		if p.broker != nil {
+			p.broker.Refresh(id)
+		}
+		if p.srv == nil {
+			continue
+		}
+		var d device.Device
+		if err := s.store.View(ctx, func(r store.Reader) error {
+			var err error
+			d, err = r.Device(id)
+			return err
+		}); err != nil {
+			continue
+		}
+		cur, err := p.srv.DesiredOf(ctx, id)
+		if err != nil || cur.Zone == d.Zone || d.State == device.Revoked || d.State == device.Decommissioned {
+			continue
+		}
+		if _, err := p.srv.Command(ctx, id, "policy", func(ds *mqttsrv.Desired) { ds.Zone = d.Zone }); err != nil {
+			s.log.Warn("mqtt: zone command", slog.String("device", id), slog.Any("err", err))
+		}
+	}
+}
+
+// brokerAuth tells the embedded broker who a TLS client is: Embark's own
+// service client, or a device by its IDevID or LDevID.
+type brokerAuth struct {
+	core    *onboard.Service
+	service *broker.Service
+	name    string
+}
+
+func (a *brokerAuth) Authenticate(chain []*x509.Certificate) (broker.Identity, error) {
+	if len(chain) == 0 {
+		return broker.Identity{}, errors.New("no client certificate")
+	}
+	leaf := chain[0]
+	serial := fmt.Sprintf("%x", leaf.SerialNumber)
+	if leaf.CheckSignatureFrom(a.service.CA) == nil {
+		pool := x509.NewCertPool()
+		pool.AddCert(a.service.CA)
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if err != nil {
+			return broker.Identity{}, fmt.Errorf("service certificate: %w", err)
+		}
+		if leaf.Subject.CommonName != a.name {
+			return broker.Identity{}, fmt.Errorf("service certificate for %q, want %q", leaf.Subject.CommonName, a.name)
+		}
+		return broker.Identity{Kind: broker.KindService, ID: a.name, CertSerial: serial}, nil
+	}
+	id, err := a.core.Identify(context.Background(), chain)
+	if err != nil {
+		return broker.Identity{}, err
+	}
+	kind := broker.KindIDevID
+	if id.Credential == onboard.CredLDevID {
+		kind = broker.KindLDevID
+	}
+	return broker.Identity{Kind: kind, ID: id.DeviceID, CertSerial: id.CertSerial, Topics: id.Topics}, nil
+}
+
+// commander sends commands through the running MQTT transport.
+type commander struct{ s *Server }
+
+func (c commander) client() (*mqttsrv.Server, error) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	if c.s.mqtt == nil || c.s.mqtt.srv == nil {
+		return nil, admin.ErrNoCommands
+	}
+	return c.s.mqtt.srv, nil
+}
+
+func (c commander) Rotate(ctx context.Context, id, actor, campaign string) (mqttsrv.Desired, error) {
+	srv, err := c.client()
+	if err != nil {
+		return mqttsrv.Desired{}, err
+	}
+	return srv.Command(ctx, id, actor, func(d *mqttsrv.Desired) { d.Rotate, d.Campaign = true, campaign })
+}
+
+func (c commander) DesiredOf(ctx context.Context, id string) (mqttsrv.Desired, error) {
+	srv, err := c.client()
+	if err != nil {
+		return mqttsrv.Desired{}, err
+	}
+	return srv.DesiredOf(ctx, id)
+}
