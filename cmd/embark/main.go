@@ -29,7 +29,9 @@ func commands() []command {
 		{"device", "device list [--state S] [--limit N] | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R] | rotate ID [--campaign C] | desired ID", "list and show devices; operator actions; commands over MQTT", runDevice},
 		{"cert", "cert expiring [--within 72h]", "current certificates that expire soon", runCert},
 		{"policy", "policy check FILE | explain DEVICE [--file F] | test FILE [--all]", "check a policy file; explain a device's decision; dry-run a policy over the fleet", runPolicy},
-		{"audit", "audit list [--after N] [--limit N]", "print audit log entries", runAudit},
+		{"audit", "audit list [--after N] [--limit N] | verify [--bundle FILE] [--key PUB] | export --out FILE", "print audit log entries; verify the hash chain and signed checkpoints; export a bundle that verifies offline", runAudit},
+		{"ca", "ca backup-key --out NAME | backup --to NAME.pub --out FILE | restore --key NAME.key --in FILE", "seal the CA keys to an X-Wing key (HPKE); restore them into a fresh data directory", runCA},
+		{"operator", "operator add NAME --role admin|operator|auditor [--out DIR] | list | remove NAME [--reason R]", "operator certificates for the HTTPS admin API", runOperator},
 		{"version", "version", "print the version", runVersion},
 	}
 }
@@ -44,6 +46,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	ctx, args, err := globalFlags(ctx, args)
+	if err != nil {
+		fmt.Fprintf(errOut, "embark: %v\n", err)
+		usage(errOut)
+		return 2
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(out)
 		return 0
@@ -79,4 +87,6 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nThe data directory defaults to $EMBARK_DATA, else ./embark-data.")
 	fmt.Fprintln(w, "While `embark serve` runs, the other commands talk to it over DIR/admin.sock.")
+	fmt.Fprintln(w, "\nRemote: embark --server https://HOST:8443 --cert NAME.crt --key NAME.key --ca server-ca.crt COMMAND ...")
+	fmt.Fprintln(w, "(or EMBARK_SERVER, EMBARK_CERT, EMBARK_KEY, EMBARK_CA) talks to the HTTPS admin API with an operator certificate.")
 }

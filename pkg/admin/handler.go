@@ -52,6 +52,9 @@ type Backend struct {
 	Owner *owner.Identity
 	// Commands sends commands to devices; nil disables those endpoints.
 	Commands Commander
+	// Operators authenticates operators over HTTPS and issues their
+	// certificates; nil refuses every remote request.
+	Operators *Operators
 }
 
 // Handler returns the admin API over b.
@@ -78,8 +81,10 @@ func Handler(b Backend) http.Handler {
 	h.registerOperator(mux)
 	h.registerPolicy(mux)
 	h.registerCommands(mux)
+	h.registerAudit(mux)
 	mux.HandleFunc("GET /v1/crl", h.crl)
-	return mux
+	h.registerAuth(mux)
+	return h.authorize(mux)
 }
 
 type handler struct{ b Backend }
@@ -87,6 +92,9 @@ type handler struct{ b Backend }
 // actor names who made a request: the local socket is the operator of the
 // machine (the socket is 0600).
 func actor(r *http.Request) string {
+	if id, ok := OperatorOf(r.Context()); ok {
+		return "operator:" + id.Name
+	}
 	if a := r.Header.Get("X-Embark-Actor"); a != "" && len(a) < 64 {
 		return "operator:" + a
 	}
@@ -108,6 +116,9 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out["devices_by_state"] = counts
+	if r.TLS != nil {
+		out["tls"] = DescribeTLS(r.TLS)
+	}
 	if h.b.Status != nil {
 		for k, v := range h.b.Status() {
 			out[k] = v

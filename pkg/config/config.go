@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,8 +42,9 @@ type Config struct {
 	// It is not written to the file: the file lives in it.
 	DataDir string `json:"-"`
 
-	CoAP CoAP `json:"coap"`
-	MQTT MQTT `json:"mqtt"`
+	CoAP  CoAP  `json:"coap"`
+	MQTT  MQTT  `json:"mqtt"`
+	HTTPS HTTPS `json:"https"`
 	// ServerNames are the DNS names and IP addresses in the server
 	// certificate that devices verify.
 	ServerNames []string `json:"server_names"`
@@ -98,6 +100,101 @@ type MQTT struct {
 // Enabled reports whether the MQTT transport runs.
 func (m MQTT) Enabled() bool { return m.Listen != "" || m.Broker != "" }
 
+// HTTPS configures the HTTPS admin API: the admin API's JSON over TLS,
+// for operators holding a certificate of the operator CA. Back-end links
+// use TLS 1.3 with the hybrid post-quantum key exchange X25519MLKEM768
+// only; a configuration that would weaken that is refused unless
+// AllowClassical is set.
+type HTTPS struct {
+	// Listen is the TCP address; empty disables the HTTPS admin API.
+	Listen string `json:"listen"`
+	// MinVersion is the lowest TLS version accepted: "1.3". "1.2" is a
+	// weakening that needs AllowClassical.
+	MinVersion string `json:"min_version"`
+	// Groups are the key exchanges accepted. They must include
+	// "X25519MLKEM768"; the classical "X25519", "P256" and "P384" are a
+	// weakening that needs AllowClassical.
+	Groups []string `json:"groups"`
+	// AllowClassical is the compatibility flag for clients that cannot
+	// speak X25519MLKEM768: it permits classical groups (X25519 is added
+	// when Groups names none) and TLS 1.2 if MinVersion asks for it. The
+	// hybrid group stays preferred. It is logged as a warning at start and
+	// shown in `embark status`. Default false.
+	AllowClassical bool `json:"allow_classical"`
+}
+
+// Key exchange names of HTTPS.Groups.
+const (
+	GroupHybrid = "X25519MLKEM768"
+)
+
+var (
+	hybridGroups    = map[string]tls.CurveID{GroupHybrid: tls.X25519MLKEM768}
+	classicalGroups = map[string]tls.CurveID{"X25519": tls.X25519, "P256": tls.CurveP256, "P384": tls.CurveP384}
+)
+
+// TLSGroups returns the key exchanges of a valid h, in the order given,
+// with X25519 added if AllowClassical is set and Groups names no classical
+// group.
+func (h HTTPS) TLSGroups() []tls.CurveID {
+	var out []tls.CurveID
+	classical := false
+	for _, g := range h.Groups {
+		if id, ok := hybridGroups[g]; ok {
+			out = append(out, id)
+		} else if id, ok := classicalGroups[g]; ok && h.AllowClassical {
+			out = append(out, id)
+			classical = true
+		}
+	}
+	if h.AllowClassical && !classical {
+		out = append(out, tls.X25519)
+	}
+	return out
+}
+
+// TLSMinVersion returns the lowest TLS version of a valid h.
+func (h HTTPS) TLSMinVersion() uint16 {
+	if h.MinVersion == "1.2" && h.AllowClassical {
+		return tls.VersionTLS12
+	}
+	return tls.VersionTLS13
+}
+
+func (h HTTPS) validate(bad func(string, ...any)) {
+	if h.Listen == "" {
+		return
+	}
+	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+		bad("https.listen: %q: %v", h.Listen, err)
+	}
+	const flag = "back-end links use TLS 1.3 with X25519MLKEM768 only; set https.allow_classical: true to accept it for compatibility"
+	switch h.MinVersion {
+	case "1.3":
+	case "1.2":
+		if !h.AllowClassical {
+			bad("https.min_version: %q would weaken the admin API (%s)", h.MinVersion, flag)
+		}
+	default:
+		bad("https.min_version: %q: want \"1.3\" (or \"1.2\" with https.allow_classical)", h.MinVersion)
+	}
+	hybrid := false
+	for _, g := range h.Groups {
+		if _, ok := hybridGroups[g]; ok {
+			hybrid = true
+		} else if _, ok := classicalGroups[g]; ok {
+			if !h.AllowClassical {
+				bad("https.groups: %q is a classical key exchange that would weaken the admin API (%s)", g, flag)
+			}
+		} else {
+			bad("https.groups: %q: unknown (want X25519MLKEM768; X25519, P256, P384 with https.allow_classical)", g)
+		}
+	}
+	if !hybrid {
+		bad("https.groups: must include %q (the hybrid post-quantum key exchange)", GroupHybrid)
+	}
+}
+
 // Enrollment configures the onboarding core.
 type Enrollment struct {
 	// Zone and LDevIDLifetime apply while no policy is loaded.
@@ -120,6 +217,7 @@ func DefaultConfig(dataDir string) Config {
 		DataDir:     dataDir,
 		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
 		MQTT:        MQTT{Listen: "127.0.0.1:8883", ClientID: "embark", NonceTTL: Duration(5 * time.Minute), MaxClients: 50000},
+		HTTPS:       HTTPS{Listen: "127.0.0.1:8443", MinVersion: "1.3", Groups: []string{GroupHybrid}},
 		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
 		AdminSocket: "admin.sock",
 		Owner:       "example-operator",
@@ -184,6 +282,7 @@ func (c *Config) Validate() error {
 			bad("mqtt.max_clients: must be at least 1")
 		}
 	}
+	c.HTTPS.validate(bad)
 	if len(c.ServerNames) == 0 {
 		bad("server_names: at least one name or address")
 	}

@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/config"
 	"github.com/embark-iot/embark/pkg/crl"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/estcoap"
 	"github.com/embark-iot/embark/pkg/onboard"
+	"github.com/embark-iot/embark/pkg/operator"
 	"github.com/embark-iot/embark/pkg/owner"
 	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pkg/store/bolt"
@@ -59,6 +61,12 @@ func Init(dataDir string) (config.Config, error) {
 	if _, err := owner.Init(dataDir, cfg.Owner); err != nil {
 		return cfg, fmt.Errorf("init: %w", err)
 	}
+	if _, err := audit.InitKey(dataDir); err != nil {
+		return cfg, fmt.Errorf("init: %w", err)
+	}
+	if _, err := operator.Init(filepath.Join(dataDir, OperatorsDir)); err != nil {
+		return cfg, fmt.Errorf("init: %w", err)
+	}
 	return cfg, nil
 }
 
@@ -87,6 +95,7 @@ type Server struct {
 	core       *onboard.Service
 	coap       *estcoap.Server
 	mqtt       *mqttParts
+	https      *httpsParts
 	admin      http.Handler
 
 	mu       sync.Mutex
@@ -222,6 +231,10 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.buildHTTPS(srvCert); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.admin = admin.Handler(admin.Backend{
 		Store:        db,
 		TrustChanged: core.ReloadTrust,
@@ -234,6 +247,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		Policy:       s.decider.Current,
 		CRL:          s.crl.Current,
 		Commands:     commander{s},
+		Operators:    s.adminOperators(),
 	})
 	return s, nil
 }
@@ -264,6 +278,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.listenAdmin(); err != nil {
 		return err
 	}
+	if err := s.startHTTPS(); err != nil {
+		return err
+	}
 	s.started = s.clock()
 	s.startBackground()
 	return nil
@@ -285,6 +302,7 @@ func (s *Server) startBackground() {
 		defer s.bg.Done()
 		s.crl.Run(ctx)
 	}()
+	s.startAuditCheckpoints(ctx)
 	go func() {
 		defer s.bg.Done()
 		for {
@@ -409,6 +427,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	errs = append(errs, s.closeMQTT())
+	errs = append(errs, s.closeHTTPS())
 	s.mu.Lock()
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
@@ -472,6 +491,7 @@ func (s *Server) status() map[string]any {
 			out["mqtt_broker"] = s.mqtt.url.Redacted()
 		}
 	}
+	s.httpsStatus(out, l)
 	out["listeners"] = l
 	out["ca_root"] = s.ca.Root().Subject.String()
 	return out

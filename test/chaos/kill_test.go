@@ -91,6 +91,7 @@ func TestKillMidStorm(t *testing.T) {
 	addr := freeUDPPort(t)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = addr, ""
 	cfg.MQTT.Listen = "" // the storm goes over CoAP
+	cfg.HTTPS.Listen = ""
 	cfg.AdminSocket = filepath.Join(dir, "a.sock")
 	if err := config.Write(cfg); err != nil {
 		t.Fatal(err)

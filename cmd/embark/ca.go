@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/embark-iot/embark/pkg/cabackup"
+	"github.com/embark-iot/embark/pkg/server"
+)
+
+// caFlags lists the flags each ca subcommand takes (besides --data).
+var caFlags = map[string][]string{
+	"backup-key": {"out"},
+	"backup":     {"to", "out"},
+	"restore":    {"key", "in"},
+}
+
+func runCA(_ context.Context, args []string, out io.Writer) error {
+	fs, data := newFlags("ca")
+	outFile := fs.String("out", "", "backup-key: base name of the key files; backup: the backup file")
+	to := fs.String("to", "", "backup: the recipient's public key (NAME.pub)")
+	keyFile := fs.String("key", "", "restore: the recipient's private key (NAME.key)")
+	in := fs.String("in", "", "restore: the backup file")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 || caFlags[pos[0]] == nil {
+		return fmt.Errorf("%w: ca backup-key|backup|restore", errUsage)
+	}
+	sub := pos[0]
+	var bad error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "data" {
+			return
+		}
+		for _, ok := range caFlags[sub] {
+			if f.Name == ok {
+				return
+			}
+		}
+		bad = fmt.Errorf("%w: ca %s does not take --%s", errUsage, sub, f.Name)
+	})
+	if bad != nil {
+		return bad
+	}
+	caDir := filepath.Join(*data, server.CADir)
+	switch sub {
+	case "backup-key":
+		if *outFile == "" {
+			return fmt.Errorf("%w: ca backup-key --out NAME", errUsage)
+		}
+		base := strings.TrimSuffix(strings.TrimSuffix(*outFile, ".key"), ".pub")
+		k, err := cabackup.WriteKeyPair(base)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "wrote %s.key (keep it offline) and %s.pub (X-Wing, key id %s)\n", base, base, k.Public().KeyID())
+		return nil
+	case "backup":
+		if *to == "" || *outFile == "" {
+			return fmt.Errorf("%w: ca backup --to NAME.pub --out FILE", errUsage)
+		}
+		return caBackup(out, caDir, *to, *outFile)
+	default:
+		if *keyFile == "" || *in == "" {
+			return fmt.Errorf("%w: ca restore --key NAME.key --in FILE --data DIR", errUsage)
+		}
+		return caRestore(out, caDir, *keyFile, *in)
+	}
+}
+
+func caBackup(out io.Writer, caDir, pubFile, outFile string) error {
+	if _, err := os.Lstat(outFile); err == nil {
+		return fmt.Errorf("%s exists; choose another name", outFile)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	pub, err := cabackup.ReadPublicKey(pubFile)
+	if err != nil {
+		return err
+	}
+	c, err := cabackup.ReadCA(caDir)
+	if err != nil {
+		return err
+	}
+	sealed, err := cabackup.Seal(c, pub, time.Now())
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(sealed); err != nil {
+		f.Close()
+		os.Remove(outFile)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(outFile)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(outFile)
+		return err
+	}
+	fmt.Fprintf(out, "sealed %s of CA %s (root sha256 %s) to key %s in %s\n",
+		strings.Join(names(c), ", "), caDir, c.RootSHA256, pub.KeyID(), outFile)
+	return nil
+}
+
+func caRestore(out io.Writer, caDir, keyFile, in string) error {
+	key, err := cabackup.ReadPrivateKey(keyFile)
+	if err != nil {
+		return err
+	}
+	data, err := readAtMost(in, cabackup.MaxSize)
+	if err != nil {
+		return err
+	}
+	c, err := cabackup.Restore(data, key, caDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "restored %s into %s: root sha256 %s, sealed %s\n",
+		strings.Join(names(c), ", "), caDir, c.RootSHA256, c.Created.Format(time.RFC3339))
+	return nil
+}
+
+// names lists the files of a backup in their canonical order.
+func names(c cabackup.Contents) []string {
+	var out []string
+	for _, n := range cabackup.Files {
+		if _, ok := c.Files[n]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// readAtMost reads a file of at most n bytes (one more is read to tell).
+func readAtMost(path string, n int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, n+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > n {
+		return nil, fmt.Errorf("%s: more than %d bytes: not a CA backup", path, n)
+	}
+	return b, nil
+}
