@@ -3,8 +3,8 @@ package e2e
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"os"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
