@@ -8,13 +8,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/embark-iot/embark/pkg/admin"
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/device"
-	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/provenance"
 )
 
@@ -55,7 +54,7 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 	if command {
-		var d mqttsrv.Desired
+		var d desired.Desired
 		path := "/v1/devices/" + url.PathEscape(pos[1]) + "/" + pos[0]
 		if pos[0] == "rotate" {
 			body, _ := json.Marshal(admin.RotateRequest{Campaign: *campaign})
@@ -69,7 +68,7 @@ func runDevice(ctx context.Context, args []string, out io.Writer) error {
 		if *asJSON {
 			return json.NewEncoder(out).Encode(d)
 		}
-		fmt.Fprintf(out, "%s: generation %d (%s), applied %d\n", pos[1], d.Generation, orNone(describeDesired(d)), d.Applied)
+		fmt.Fprintf(out, "%s: %s; applied %d\n", pos[1], d, d.Applied)
 		return nil
 	}
 	if list {
@@ -236,28 +235,4 @@ func printView(out io.Writer, v provenance.View) {
 		}
 		tw.Flush()
 	}
-}
-
-func describeDesired(d mqttsrv.Desired) string {
-	var parts []string
-	if d.Rotate {
-		parts = append(parts, "rotate")
-	}
-	if d.Campaign != "" {
-		parts = append(parts, "campaign "+d.Campaign)
-	}
-	if d.Zone != "" {
-		parts = append(parts, "zone "+d.Zone)
-	}
-	if d.Revoked {
-		parts = append(parts, "revoked")
-	}
-	return strings.Join(parts, ", ")
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "no change"
-	}
-	return s
 }

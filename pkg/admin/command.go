@@ -6,18 +6,16 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/device"
-	"github.com/embark-iot/embark/pkg/mqttsrv"
 )
 
-// Commander sends commands to devices (the MQTT desired-state document).
+// Commander changes devices' desired state (package desired); the
+// transports tell the devices.
 type Commander interface {
-	Rotate(ctx context.Context, id, actor, campaign string) (mqttsrv.Desired, error)
-	DesiredOf(ctx context.Context, id string) (mqttsrv.Desired, error)
+	Rotate(ctx context.Context, id, actor, campaign string) (desired.Desired, error)
+	DesiredOf(ctx context.Context, id string) (desired.Desired, error)
 }
-
-// ErrNoCommands: commands need the running server's MQTT transport.
-var ErrNoCommands = errors.New("commands to devices need a running server with MQTT enabled")
 
 // RotateRequest is the body of POST /v1/devices/{id}/rotate.
 type RotateRequest struct {
@@ -35,7 +33,7 @@ func (h *handler) registerCommands(mux *http.ServeMux) {
 
 func (h *handler) commander(w http.ResponseWriter, r *http.Request) (Commander, string, bool) {
 	if h.b.Commands == nil {
-		writeJSON(w, http.StatusServiceUnavailable, Error{Error: ErrNoCommands.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, Error{Error: "commands to devices are not available"})
 		return nil, "", false
 	}
 	id, err := device.NormalizeID(r.PathValue("id"))
@@ -71,12 +69,10 @@ func (h *handler) desired(w http.ResponseWriter, r *http.Request) {
 	h.commandResult(w, d, err)
 }
 
-func (h *handler) commandResult(w http.ResponseWriter, d mqttsrv.Desired, err error) {
+func (h *handler) commandResult(w http.ResponseWriter, d desired.Desired, err error) {
 	switch {
-	case errors.Is(err, mqttsrv.ErrUnknownDevice):
+	case errors.Is(err, desired.ErrUnknownDevice):
 		writeJSON(w, http.StatusNotFound, Error{Error: err.Error()})
-	case errors.Is(err, ErrNoCommands):
-		writeJSON(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
 	case err != nil:
 		h.fail(w, err)
 	default:

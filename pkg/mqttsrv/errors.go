@@ -5,6 +5,4 @@ import "errors"
 var (
 	// ErrConfig: the configuration cannot work.
 	ErrConfig = errors.New("mqttsrv: bad configuration")
-	// ErrUnknownDevice: no such device.
-	ErrUnknownDevice = errors.New("mqttsrv: unknown device")
 )

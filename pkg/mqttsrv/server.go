@@ -17,6 +17,7 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/mqttwire"
 	"github.com/embark-iot/embark/pkg/onboard"
@@ -48,6 +49,9 @@ type Config struct {
 	// Responder signs responses and commands.
 	Responder *mqttwire.Signer
 	Nonces    *Nonces
+	// Desired is the devices' desired state; each new generation is
+	// published as a command.
+	Desired *desired.Store
 	// Workers bounds the requests handled at once. Default 64 per CPU.
 	Workers int
 	// SessionExpiry is how long the broker keeps Embark's session, and the
@@ -99,8 +103,8 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("%w: no client certificate: Embark authenticates to the broker", ErrConfig)
 	case cfg.ClientID == "":
 		return nil, fmt.Errorf("%w: no client id", ErrConfig)
-	case cfg.Core == nil || cfg.Store == nil || cfg.Responder == nil || cfg.Nonces == nil:
-		return nil, fmt.Errorf("%w: core, store, responder and nonces are required", ErrConfig)
+	case cfg.Core == nil || cfg.Store == nil || cfg.Responder == nil || cfg.Nonces == nil || cfg.Desired == nil:
+		return nil, fmt.Errorf("%w: core, store, responder, nonces and desired state are required", ErrConfig)
 	}
 	if cfg.Group == "" {
 		cfg.Group = "embark"
@@ -179,6 +183,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	s.cm = cm
 	s.mu.Unlock()
+	s.followDesired(ctx)
 
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {

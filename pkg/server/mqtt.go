@@ -14,8 +14,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/broker"
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/mqttwire"
@@ -136,6 +136,7 @@ func (s *Server) startMQTT() error {
 		Store:     s.store,
 		Responder: p.responder,
 		Nonces:    p.nonces,
+		Desired:   s.desired,
 		Logger:    s.log,
 		Clock:     s.clock,
 	})
@@ -232,7 +233,7 @@ func (s *Server) mqttRevoked(serials []string) {
 			if d.State != device.Revoked && d.State != device.Decommissioned {
 				continue
 			}
-			_, err := p.srv.Command(context.Background(), id, "system", func(ds *mqttsrv.Desired) {
+			_, err := s.desired.Set(context.Background(), id, "system", func(ds *desired.Desired) {
 				ds.Revoked, ds.Reason = true, "device "+string(d.State)
 			})
 			if err != nil {
@@ -264,11 +265,11 @@ func (s *Server) mqttMoved(ctx context.Context, ids []string) {
 		}); err != nil {
 			continue
 		}
-		cur, err := p.srv.DesiredOf(ctx, id)
+		cur, err := s.desired.Of(ctx, id)
 		if err != nil || cur.Zone == d.Zone || d.State == device.Revoked || d.State == device.Decommissioned {
 			continue
 		}
-		if _, err := p.srv.Command(ctx, id, "policy", func(ds *mqttsrv.Desired) { ds.Zone = d.Zone }); err != nil {
+		if _, err := s.desired.Set(ctx, id, "policy", func(ds *desired.Desired) { ds.Zone = d.Zone }); err != nil {
 			s.log.Warn("mqtt: zone command", slog.String("device", id), slog.Any("err", err))
 		}
 	}
@@ -311,30 +312,14 @@ func (a *brokerAuth) Authenticate(chain []*x509.Certificate) (broker.Identity, e
 	return broker.Identity{Kind: kind, ID: id.DeviceID, CertSerial: id.CertSerial, Topics: id.Topics}, nil
 }
 
-// commander sends commands through the running MQTT transport.
+// commander changes devices' desired state; the transports tell the
+// devices.
 type commander struct{ s *Server }
 
-func (c commander) client() (*mqttsrv.Server, error) {
-	c.s.mu.Lock()
-	defer c.s.mu.Unlock()
-	if c.s.mqtt == nil || c.s.mqtt.srv == nil {
-		return nil, admin.ErrNoCommands
-	}
-	return c.s.mqtt.srv, nil
+func (c commander) Rotate(ctx context.Context, id, actor, campaign string) (desired.Desired, error) {
+	return c.s.desired.Set(ctx, id, actor, func(d *desired.Desired) { d.Rotate, d.Campaign = true, campaign })
 }
 
-func (c commander) Rotate(ctx context.Context, id, actor, campaign string) (mqttsrv.Desired, error) {
-	srv, err := c.client()
-	if err != nil {
-		return mqttsrv.Desired{}, err
-	}
-	return srv.Command(ctx, id, actor, func(d *mqttsrv.Desired) { d.Rotate, d.Campaign = true, campaign })
-}
-
-func (c commander) DesiredOf(ctx context.Context, id string) (mqttsrv.Desired, error) {
-	srv, err := c.client()
-	if err != nil {
-		return mqttsrv.Desired{}, err
-	}
-	return srv.DesiredOf(ctx, id)
+func (c commander) DesiredOf(ctx context.Context, id string) (desired.Desired, error) {
+	return c.s.desired.Of(ctx, id)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/embark-iot/embark/pkg/audit"
 	"github.com/embark-iot/embark/pkg/config"
 	"github.com/embark-iot/embark/pkg/crl"
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/estcoap"
 	"github.com/embark-iot/embark/pkg/onboard"
@@ -95,6 +96,7 @@ type Server struct {
 	core       *onboard.Service
 	coap       *estcoap.Server
 	mqtt       *mqttParts
+	desired    *desired.Store
 	https      *httpsParts
 	admin      http.Handler
 
@@ -227,6 +229,7 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.desired = desired.New(db, s.clock)
 	if err := s.buildMQTT(ctx, srvCert); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)

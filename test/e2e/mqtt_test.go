@@ -18,8 +18,8 @@ import (
 
 	"github.com/embark-iot/embark/firmware-sim/factory"
 	"github.com/embark-iot/embark/firmware-sim/mqttclient"
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/device"
-	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/mqttwire"
 )
 
@@ -154,7 +154,7 @@ func testMQTTLifecycle(t *testing.T, k brokerKind) {
 
 	// Rotate: the device gets the signed command, renews with a new key and
 	// reports the generation; Embark records it.
-	var desired mqttsrv.Desired
+	var desired desired.Desired
 	if err := e.client.Do(ctx, http.MethodPost, "/v1/devices/"+url.PathEscape(d.id)+"/rotate",
 		[]byte(`{"campaign":"test"}`), &desired); err != nil {
 		t.Fatalf("rotate: %v", err)
