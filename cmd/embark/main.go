@@ -21,7 +21,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"init", "init [--data DIR]", "create the data directory: configuration, root and intermediate CA", runInit},
-		{"serve", "serve [--data DIR] [--udp ADDR] [--tcp ADDR] [--log-level L]", "run the server (initialises an empty data directory)", runServe},
+		{"serve", "serve [--data DIR] [--udp ADDR] [--tcp ADDR] [--mqtt ADDR] [--https ADDR] [--log-level L]", "run the server (initialises an empty data directory)", runServe},
 		{"status", "status [--data DIR]", "show server and registry status", runStatus},
 		{"manufacturer", "manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", "trust a manufacturer; list; withdraw trust", runManufacturer},
 		{"provenance", "provenance import FILE | transfer ...", "import a signed manufacturer manifest; transfer ownership", runProvenance},

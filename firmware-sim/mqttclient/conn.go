@@ -159,6 +159,8 @@ func Dial(ctx context.Context, c Config) (*Conn, error) {
 		// A full handshake every time: no tickets, no resumption.
 		ClientSessionCache:     nil,
 		SessionTicketsDisabled: true,
+		// A constrained device offers classical key exchange only.
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
 	}}
 	nc, err := d.DialContext(ctx, "tcp", t.Addr())
 	if err != nil {

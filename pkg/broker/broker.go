@@ -126,6 +126,10 @@ func newBroker(cfg Config, tune tuning) (*Broker, error) {
 			Certificates: []tls.Certificate{cfg.Certificate},
 			MinVersion:   tls.VersionTLS12,
 			ClientAuth:   tls.RequireAnyClientCert,
+			// Device links use classical key exchange that constrained
+			// devices can afford; the hybrid group stays available for
+			// clients that offer only it (Embark's own service link).
+			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.X25519MLKEM768},
 		},
 	}
 

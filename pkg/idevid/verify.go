@@ -33,7 +33,15 @@ type Verifier struct {
 
 	mu    sync.Mutex
 	cache map[[32]byte]caEntry
+	// leaves remembers leaf signatures already checked against an issuer:
+	// a device that connects to the broker and then enrolls presents the
+	// same certificate twice within a second. Only the signature check is
+	// skipped; validity and everything else are checked on every call.
+	leaves map[[32]byte]struct{}
 }
+
+// maxLeaves bounds the leaf signature cache; it is emptied when full.
+const maxLeaves = 16384
 
 type anchorSet struct {
 	name          string
@@ -60,6 +68,7 @@ func New(mfrs []device.Manufacturer, opts ...Option) (*Verifier, error) {
 		byName:  make(map[string]*anchorSet, len(mfrs)),
 		issuers: make(map[string][]*x509.Certificate),
 		cache:   make(map[[32]byte]caEntry),
+		leaves:  make(map[[32]byte]struct{}),
 	}
 	for _, o := range opts {
 		o(v)
@@ -118,7 +127,7 @@ func (v *Verifier) Verify(chain []*x509.Certificate, now time.Time) (Result, err
 			}
 			continue
 		}
-		if err := leaf.CheckSignatureFrom(ca); err != nil {
+		if err := v.checkLeaf(leaf, ca); err != nil {
 			if firstErr == nil {
 				firstErr = fmt.Errorf("%w: %v", ErrUntrusted, err)
 			}
@@ -150,6 +159,31 @@ func (v *Verifier) Verify(chain []*x509.Certificate, now time.Time) (Result, err
 		firstErr = fmt.Errorf("%w: no trusted issuer named %s", ErrUntrusted, leaf.Issuer)
 	}
 	return Result{}, firstErr
+}
+
+// checkLeaf checks leaf's signature by ca, once per (leaf, ca) pair.
+func (v *Verifier) checkLeaf(leaf, ca *x509.Certificate) error {
+	h := sha256.New()
+	h.Write(leaf.Raw)
+	h.Write(ca.RawSubjectPublicKeyInfo)
+	var key [32]byte
+	h.Sum(key[:0])
+	v.mu.Lock()
+	_, ok := v.leaves[key]
+	v.mu.Unlock()
+	if ok {
+		return nil
+	}
+	if err := leaf.CheckSignatureFrom(ca); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	if len(v.leaves) >= maxLeaves {
+		clear(v.leaves)
+	}
+	v.leaves[key] = struct{}{}
+	v.mu.Unlock()
+	return nil
 }
 
 // verifiedCA returns the cached verification of a CA certificate, verifying

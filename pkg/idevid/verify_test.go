@@ -159,3 +159,33 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	})
 }
+
+// A leaf whose signature was checked once is not checked again, but a
+// certificate that differs in any byte (another signature) is; time is
+// checked on every call.
+func TestCachedLeaf(t *testing.T) {
+	root := mkCert(t, caTmpl("Acme Root", t0.AddDate(-1, 0, 0), t0.AddDate(20, 0, 0)), nil)
+	inter := mkCert(t, caTmpl("Acme IDevID CA", t0.AddDate(-1, 0, 0), t0.AddDate(15, 0, 0)), root)
+	leaf := mkCert(t, leafTmpl("SN1", t0.Add(-time.Hour), t0.AddDate(1, 0, 0)), inter)
+	v, err := New([]device.Manufacturer{{Name: "acme", Roots: [][]byte{root.cert.Raw}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := []*x509.Certificate{leaf.cert, inter.cert}
+	for range 2 {
+		if _, err := v.Verify(chain, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	forged := *leaf.cert
+	forged.Raw = append([]byte(nil), leaf.cert.Raw...)
+	forged.Raw[len(forged.Raw)-1] ^= 0x01 // a byte of the signature
+	forged.Signature = append([]byte(nil), leaf.cert.Signature...)
+	forged.Signature[len(forged.Signature)-1] ^= 0x01
+	if _, err := v.Verify([]*x509.Certificate{&forged, inter.cert}, t0); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("a leaf with another signature: %v, want ErrUntrusted", err)
+	}
+	if _, err := v.Verify(chain, t0.AddDate(2, 0, 0)); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a cached leaf after its expiry: %v, want ErrExpired", err)
+	}
+}

@@ -123,14 +123,22 @@ func (s *Server) startMQTT() error {
 		p.url = &url.URL{Scheme: "mqtts", Host: ln.Addr().String()}
 		s.log.Info("listening", slog.String("proto", "mqtts (embedded MQTT v5 broker)"), slog.String("addr", ln.Addr().String()))
 	}
+	clientTLS := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{p.service.Cert},
+		RootCAs:      p.roots,
+		ServerName:   p.url.Hostname(),
+	}
+	if p.broker != nil {
+		// Embark's own link to its broker is a back-end link: hybrid
+		// post-quantum key exchange only. An external broker gets Go's
+		// defaults (hybrid first, X25519 next): Debian's Mosquitto, on
+		// OpenSSL 3.0, cannot speak the hybrid group.
+		clientTLS.CurvePreferences = []tls.CurveID{tls.X25519MLKEM768}
+	}
 	srv, err := mqttsrv.New(mqttsrv.Config{
-		Broker: p.url,
-		TLS: &tls.Config{
-			MinVersion:   tls.VersionTLS13,
-			Certificates: []tls.Certificate{p.service.Cert},
-			RootCAs:      p.roots,
-			ServerName:   p.url.Hostname(),
-		},
+		Broker:    p.url,
+		TLS:       clientTLS,
 		ClientID:  s.cfg.MQTT.ClientID,
 		Core:      s.core,
 		Store:     s.store,
