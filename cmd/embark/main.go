@@ -27,6 +27,7 @@ func commands() []command {
 		{"provenance", "provenance import FILE | transfer ...", "import a signed manufacturer manifest; transfer ownership", runProvenance},
 		{"vuln", "vuln import FILE | show MANUFACTURER MODEL FIRMWARE", "import CycloneDX SBOM/VEX documents; show a product's open vulnerabilities", runVuln},
 		{"device", "device list [--state S] [--limit N] | show ID | approve|deny|revoke|decommission|reonboard ID [--reason R] | rotate ID [--campaign C] | desired ID", "list and show devices; operator actions; commands over MQTT", runDevice},
+		{"mqtt", "mqtt mosquitto-config --out DIR --trust trust.json [--trust ...] [--port 8883 --service-port 8884 --bind ADDR]", "write a Mosquitto 2 configuration, ACLs and certificates for using Mosquitto as Embark's broker", runMQTT},
 		{"cert", "cert expiring [--within 72h]", "current certificates that expire soon", runCert},
 		{"policy", "policy check FILE | explain DEVICE [--file F] | test FILE [--all]", "check a policy file; explain a device's decision; dry-run a policy over the fleet", runPolicy},
 		{"audit", "audit list [--after N] [--limit N] | verify [--bundle FILE] [--key PUB] | export --out FILE", "print audit log entries; verify the hash chain and signed checkpoints; export a bundle that verifies offline", runAudit},
