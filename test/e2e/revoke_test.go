@@ -20,13 +20,15 @@ import (
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/fleet"
+	"github.com/embark-iot/embark/firmware-sim/mqttclient"
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/device"
 )
 
-// TestRevokeCutsOffLiveSessions: a device holding a DTLS session with its
-// LDevID is revoked; the session is dropped at once, a new handshake with
-// the same LDevID is refused, and so is renewal.
+// TestRevokeCutsOffLiveSessions: a device holding a DTLS session and a
+// broker connection with its LDevID is revoked; both are dropped at once,
+// new handshakes with the same LDevID are refused (DTLS and broker), and so
+// is renewal.
 func TestRevokeCutsOffLiveSessions(t *testing.T) {
 	e := startEmbark(t, nil)
 	fdir := mint(t, 2, 0)
@@ -76,6 +78,15 @@ func TestRevokeCutsOffLiveSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	mqttDial := func(c tls.Certificate) (*mqttclient.Conn, error) {
+		return mqttclient.Dial(ctx, mqttclient.Config{Target: "mqtts://" + e.srv.MQTTAddr().String(), Roots: e.rootPool(),
+			Certificate: c, DeviceID: device.ID("acme", "ACME-000001"), Timeout: 3 * time.Second, Commands: true})
+	}
+	broker, err := mqttDial(victim)
+	if err != nil {
+		t.Fatalf("broker connection with the LDevID: %v", err)
+	}
+	defer broker.Close()
 
 	body, _ := json.Marshal(admin.OperatorRequest{Reason: "key leaked"})
 	var d device.Device
@@ -93,6 +104,16 @@ func TestRevokeCutsOffLiveSessions(t *testing.T) {
 		return err != nil
 	})
 	t.Logf("session dropped %s after the revocation", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-broker.Done():
+		t.Logf("broker connection dropped %s after the revocation", time.Since(start).Round(time.Millisecond))
+	case <-time.After(time.Second):
+		t.Fatal("the broker connection is still up 1s after the revocation")
+	}
+	if c, err := mqttDial(victim); err == nil {
+		c.Close()
+		t.Fatal("the broker accepted the revoked LDevID again")
+	}
 	if _, err := other.Profile(ctx); err != nil {
 		t.Fatalf("another device's session was dropped: %v", err)
 	}
