@@ -29,10 +29,13 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.StringVar(&o.Transport, "transport", fleet.TransportCoAP, "coap (EST-coaps) or mqtt (Embark's MQTT v5 API through a broker)")
 	fs.StringVar(&o.Target, "server", "", "Embark server: coaps://host:port (DTLS) or coaps+tcp://host:port (TLS); with --transport mqtt\n"+
 		"the broker: mqtts://host[:port] (default "+defaultCoAPServer+", or "+defaultMQTTServer+" with --transport mqtt)")
-	fs.StringVar(&o.RootFile, "ca", "", "Embark root certificate, PEM, to authenticate the server (required)")
+	fs.StringVar(&o.RootFile, "ca", "", "Embark root certificate, PEM, given out of band to authenticate the server; without it (CoAP)\n"+
+		"devices onboard zero-touch: a voucher from the manufacturer's MASA tells them which domain to trust")
+	fs.BoolVar(&o.AllowNonceless, "allow-nonceless", false, "zero touch: devices accept nonceless (prefetched) vouchers, checking their expiry with their clock")
 	fs.IntVar(&o.Count, "count", 0, "devices taking part (default: all of the factory's)")
 	fs.IntVar(&o.Concurrency, "concurrency", fleet.DefaultConcurrency, "devices at work at once")
-	fs.StringVar(&o.Mode, "mode", fleet.ModeEnroll, "enroll, crts (handshake and CA certificates only, over MQTT connect and one publish: the ceiling) or both")
+	fs.StringVar(&o.Mode, "mode", fleet.ModeEnroll, "enroll, crts (handshake and CA certificates only, over MQTT connect and one publish: the ceiling), both,\n"+
+		"or compare (with --ca: half the devices enroll with the out-of-band root, half zero-touch; the ratio is the voucher's cost)")
 	fs.BoolVar(&o.Renew, "renew", false, "after enrolling, every device renews with a new key")
 	fs.IntVar(&o.Retries, "retries", fleet.DefaultRetries, "resends per device (0: none)")
 	fs.DurationVar(&o.Timeout, "timeout", fleet.DefaultTimeout, "bound of one handshake and of one request")
@@ -40,12 +43,12 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Float64Var(&o.Loss, "loss", 0, "fraction of answers a device drops and asks again for, in [0, 1)")
 	fs.StringVar(&o.FirmwareVersion, "firmware", "", "firmware version every device reports instead of the factory's (simulates changed firmware)")
 	fs.StringVar(&o.StateFile, "state", "", "write each enrolled device's serial, LDevID key and certificate to this JSON-lines file")
-	fs.DurationVar(&o.Stay, "stay", 0, "with --transport mqtt: keep every enrolled device connected this long, following Embark's commands (rotate, revoked, zone)")
+	fs.DurationVar(&o.Stay, "stay", 0, "keep every enrolled device connected this long, following Embark's commands (rotate, revoked, zone): over MQTT its command topic, over CoAP its observed status resource")
 	fs.BoolVar(&logDebug, "debug", false, "log what devices ignore or lose on stderr")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the simulator to this file")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: firmware-sim fleet --factory DIR --server URI --ca FILE [--transport coap|mqtt] [flags]\n")
+		fmt.Fprintf(fs.Output(), "usage: firmware-sim fleet --factory DIR --server URI [--ca FILE] [--transport coap|mqtt] [flags]\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(fs, args, stderr); !ok {
@@ -54,8 +57,6 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	switch {
 	case o.FactoryDir == "":
 		return usageError(stderr, fs, "--factory is required")
-	case o.RootFile == "":
-		return usageError(stderr, fs, "--ca is required: the server is always authenticated")
 	case o.Retries == 0:
 		// 0 on the command line means no resends; Options takes that as -1.
 		o.Retries = -1

@@ -27,8 +27,9 @@ func main() {
 
 const usageText = `usage:
   firmware-sim factory --count N --out DIR [flags]   mint a manufacturer CA, devices and a signed manifest
-  firmware-sim fleet --factory DIR --server URI --ca FILE [--transport coap|mqtt] [flags]
+  firmware-sim fleet --factory DIR --server URI [--ca FILE] [--transport coap|mqtt] [flags]
                                                       run the simulated devices against an Embark server
+  firmware-sim masa --factory DIR [--listen ADDR]       serve the manufacturer's voucher service (MASA)
   firmware-sim version                                print the version
 Run "firmware-sim COMMAND -h" for the flags of a command.
 `
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdFactory(ctx, args[1:], stdout, stderr)
 	case "fleet":
 		return cmdFleet(ctx, args[1:], stdout, stderr)
+	case "masa":
+		return cmdMASA(ctx, args[1:], stdout, stderr)
 	case "version":
 		return cmdVersion(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

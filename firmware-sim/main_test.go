@@ -40,7 +40,7 @@ func TestUsage(t *testing.T) {
 		{name: "fail/factory with more expired than devices", args: []string{"factory", "--count", "1", "--expired", "2", "--out", filepath.Join(dir, "g")},
 			code: exitUsage, err: "expired"},
 		{name: "fail/fleet without --factory", args: []string{"fleet", "--ca", "root.pem"}, code: exitUsage, err: "--factory is required"},
-		{name: "fail/fleet without --ca", args: []string{"fleet", "--factory", dir}, code: exitUsage, err: "--ca is required"},
+		{name: "fail/fleet over mqtt without --ca", args: []string{"fleet", "--factory", dir, "--transport", "mqtt"}, code: exitUsage, err: "zero touch"},
 		{name: "fail/fleet with an unknown mode", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--mode", "storm"},
 			code: exitUsage, err: `mode "storm"`},
 		{name: "fail/fleet with an unknown flag", args: []string{"fleet", "--insecure"}, code: exitUsage, err: "flag provided but not defined"},
@@ -52,8 +52,8 @@ func TestUsage(t *testing.T) {
 		{name: "fail/fleet over coap with an mqtts server",
 			args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--server", "mqtts://127.0.0.1:8883"},
 			code: exitUsage, err: "scheme must be coaps"},
-		{name: "fail/fleet stay over coap", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--stay", "1m"},
-			code: exitUsage, err: "stay needs transport mqtt"},
+		{name: "fail/fleet with a negative stay", args: []string{"fleet", "--factory", dir, "--ca", "root.pem", "--stay", "-1m"},
+			code: exitUsage, err: "stay -1m0s < 0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runCmd(tc.args...)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/smallstep/certificates/cas/apiv1"
@@ -16,25 +17,45 @@ import (
 const backdate = time.Minute
 
 // CA issues and checks Embark's certificates. It is safe for concurrent use.
+//
+// A CA has one or more intermediates (generations): the active one issues
+// every new certificate; previous ones still verify what they issued until
+// they are retired (see [CA.Rollover]).
 type CA struct {
-	svc   apiv1.CertificateAuthorityService
-	chain []*x509.Certificate // issuing intermediate first, root last
-	inter *x509.Certificate
-	root  *x509.Certificate
+	st atomic.Pointer[caState]
 
-	dir    string // where server.crt/server.key live; "" for none
+	dir    string // the CA directory; "" for none
 	clock  func() time.Time
 	logger *slog.Logger
 	tmpl   *ldevidTemplate
+	fail   func(step string) error // test seam: fails Rollover at a step
 
 	serverMu sync.Mutex // serialises ServerCertificate
+	rollMu   sync.Mutex // serialises Rollover and Retire
+}
+
+// caState is an immutable snapshot of the CA's generations.
+type caState struct {
+	active *generation
+	gens   []*generation // by generation number, retired ones included
+}
+
+// generation is one intermediate of the CA with the root above it.
+type generation struct {
+	rec    genRecord
+	inter  *x509.Certificate
+	root   *x509.Certificate
+	chain  []*x509.Certificate // inter first, root last
+	bridge *x509.Certificate   // inter certified by an older root; nil if none
+	svc    apiv1.CertificateAuthorityService
 }
 
 // New returns a CA that issues through svc. chain is the issuing
 // intermediate first and the root last; each certificate must be a CA
 // certificate signed by the next one, and the last must be self-signed.
 // svc must sign with the key of chain[0]. New writes no files, and
-// ServerCertificate does not persist what it issues.
+// ServerCertificate does not persist what it issues. A CA made by New has
+// one intermediate and cannot roll over.
 func New(svc apiv1.CertificateAuthorityService, chain []*x509.Certificate, opts ...Option) (*CA, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -47,55 +68,78 @@ func newCA(svc apiv1.CertificateAuthorityService, chain []*x509.Certificate, dir
 	if svc == nil {
 		return nil, fmt.Errorf("pki: new: nil CA service: %w", ErrInvalidOption)
 	}
+	if err := checkChain(chain, cfg.clock()); err != nil {
+		return nil, err
+	}
+	g := &generation{
+		rec:   genRecord{Generation: 1, ID: keyIDOf(chain[0]), Dir: ".", RootDir: ".", State: IssuerActive},
+		inter: chain[0],
+		root:  chain[len(chain)-1],
+		chain: slices.Clone(chain),
+		svc:   svc,
+	}
+	return newCAFrom(&caState{active: g, gens: []*generation{g}}, dir, cfg), nil
+}
+
+func newCAFrom(st *caState, dir string, cfg *config) *CA {
+	ca := &CA{dir: dir, clock: cfg.clock, logger: cfg.logger, tmpl: cfg.tmpl, fail: cfg.fail}
+	ca.st.Store(st)
+	return ca
+}
+
+// checkChain checks a CA chain: CA certificates, each signed by the next,
+// the last self-signed, all valid at now.
+func checkChain(chain []*x509.Certificate, now time.Time) error {
 	if len(chain) < 2 {
-		return nil, fmt.Errorf("pki: new: chain needs an intermediate and a root, got %d certificate(s): %w", len(chain), ErrChainMismatch)
+		return fmt.Errorf("pki: new: chain needs an intermediate and a root, got %d certificate(s): %w", len(chain), ErrChainMismatch)
 	}
 	for i, c := range chain {
 		if c == nil {
-			return nil, fmt.Errorf("pki: new: chain[%d] is nil: %w", i, ErrChainMismatch)
+			return fmt.Errorf("pki: new: chain[%d] is nil: %w", i, ErrChainMismatch)
 		}
 		if !c.BasicConstraintsValid || !c.IsCA {
-			return nil, fmt.Errorf("pki: new: chain[%d] (%s) is not a CA certificate: %w", i, c.Subject, ErrChainMismatch)
+			return fmt.Errorf("pki: new: chain[%d] (%s) is not a CA certificate: %w", i, c.Subject, ErrChainMismatch)
 		}
 		parent := c
 		if i+1 < len(chain) {
 			parent = chain[i+1]
 		}
 		if err := c.CheckSignatureFrom(parent); err != nil {
-			return nil, fmt.Errorf("pki: new: chain[%d] (%s) is not signed by %s: %w: %w", i, c.Subject, parent.Subject, ErrChainMismatch, err)
+			return fmt.Errorf("pki: new: chain[%d] (%s) is not signed by %s: %w: %w", i, c.Subject, parent.Subject, ErrChainMismatch, err)
 		}
 	}
-	now := cfg.clock()
 	for _, c := range chain {
-		if now.After(c.NotAfter) {
-			return nil, fmt.Errorf("pki: new: CA certificate %s expired at %s: %w", c.Subject, c.NotAfter.UTC().Format(time.RFC3339), ErrExpired)
-		}
-		if now.Before(c.NotBefore) {
-			return nil, fmt.Errorf("pki: new: CA certificate %s is valid only from %s: %w", c.Subject, c.NotBefore.UTC().Format(time.RFC3339), ErrNotYetValid)
+		if err := checkValidAt(c, now); err != nil {
+			return fmt.Errorf("pki: new: %w", err)
 		}
 	}
-	return &CA{
-		svc:    svc,
-		chain:  slices.Clone(chain),
-		inter:  chain[0],
-		root:   chain[len(chain)-1],
-		dir:    dir,
-		clock:  cfg.clock,
-		logger: cfg.logger,
-		tmpl:   cfg.tmpl,
-	}, nil
+	return nil
 }
 
-// Root returns the root certificate.
-func (ca *CA) Root() *x509.Certificate { return ca.root }
+// checkValidAt checks that a CA certificate is valid at now.
+func checkValidAt(c *x509.Certificate, now time.Time) error {
+	if now.After(c.NotAfter) {
+		return fmt.Errorf("CA certificate %s expired at %s: %w", c.Subject, c.NotAfter.UTC().Format(time.RFC3339), ErrExpired)
+	}
+	if now.Before(c.NotBefore) {
+		return fmt.Errorf("CA certificate %s is valid only from %s: %w", c.Subject, c.NotBefore.UTC().Format(time.RFC3339), ErrNotYetValid)
+	}
+	return nil
+}
 
-// Intermediate returns the certificate that issues LDevIDs and server
-// certificates.
-func (ca *CA) Intermediate() *x509.Certificate { return ca.inter }
+func (ca *CA) state() *caState { return ca.st.Load() }
 
-// Chain returns the CA chain, intermediate first and root last. The slice is
-// a copy; the certificates are shared and must not be modified.
-func (ca *CA) Chain() []*x509.Certificate { return slices.Clone(ca.chain) }
+// Root returns the root above the active intermediate.
+func (ca *CA) Root() *x509.Certificate { return ca.state().active.root }
 
-// Service returns the CA service the certificates are issued through.
-func (ca *CA) Service() apiv1.CertificateAuthorityService { return ca.svc }
+// Intermediate returns the active intermediate: the certificate that issues
+// LDevIDs and server certificates.
+func (ca *CA) Intermediate() *x509.Certificate { return ca.state().active.inter }
+
+// Chain returns the chain of the active intermediate, intermediate first
+// and root last. The slice is a copy; the certificates are shared and must
+// not be modified.
+func (ca *CA) Chain() []*x509.Certificate { return slices.Clone(ca.state().active.chain) }
+
+// Service returns the CA service the active intermediate issues through.
+func (ca *CA) Service() apiv1.CertificateAuthorityService { return ca.state().active.svc }

@@ -24,14 +24,31 @@ var (
 // octets, and the number is a non-negative INTEGER.
 const maxCRLNumberBits = 20*8 - 1
 
-// CreateCRL returns a DER X.509 v2 CRL issued by the intermediate (the CA of
-// LDevIDs and server certificates) listing entries, with the given CRL number
-// and validity. It carries the authority key identifier of the intermediate
-// and the CRL number extension; an entry's reason code is included unless it
-// is 0 (unspecified), as RFC 5280 recommends. The CRL is signed through the CA
-// service (softcas implements [apiv1.CertificateAuthorityCRLGenerator]) and
-// checked against the intermediate before it is returned.
+// CreateCRL returns a DER X.509 v2 CRL issued by the active intermediate
+// (the CA of LDevIDs and server certificates) listing entries, with the
+// given CRL number and validity; see [CA.CreateCRLFor].
 func (ca *CA) CreateCRL(entries []x509.RevocationListEntry, number *big.Int, thisUpdate, nextUpdate time.Time) ([]byte, error) {
+	return ca.createCRL(ca.state().active, entries, number, thisUpdate, nextUpdate)
+}
+
+// CreateCRLFor returns a DER X.509 v2 CRL issued by the intermediate with
+// this ID (see [CA.Issuer]) listing entries, with the given CRL number and
+// validity. It carries the authority key identifier of the intermediate
+// and the CRL number extension; an entry's reason code is included unless
+// it is 0 (unspecified), as RFC 5280 recommends. The CRL is signed through
+// the intermediate's CA service (softcas implements
+// [apiv1.CertificateAuthorityCRLGenerator]) and checked against the
+// intermediate before it is returned. A retired intermediate signs no CRL
+// (ErrRetired).
+func (ca *CA) CreateCRLFor(id string, entries []x509.RevocationListEntry, number *big.Int, thisUpdate, nextUpdate time.Time) ([]byte, error) {
+	g, err := ca.state().byID(id)
+	if err != nil {
+		return nil, fmt.Errorf("pki: create CRL: %w", err)
+	}
+	return ca.createCRL(g, entries, number, thisUpdate, nextUpdate)
+}
+
+func (ca *CA) createCRL(g *generation, entries []x509.RevocationListEntry, number *big.Int, thisUpdate, nextUpdate time.Time) ([]byte, error) {
 	switch {
 	case number == nil || number.Sign() < 0:
 		return nil, fmt.Errorf("pki: create CRL: number %v: %w", number, ErrCRL)
@@ -46,9 +63,12 @@ func (ca *CA) CreateCRL(entries []x509.RevocationListEntry, number *big.Int, thi
 			return nil, fmt.Errorf("pki: create CRL: entry %d has no positive serial number: %w", i, ErrCRL)
 		}
 	}
-	gen, ok := ca.svc.(apiv1.CertificateAuthorityCRLGenerator)
+	if g.rec.State == IssuerRetired || g.svc == nil {
+		return nil, fmt.Errorf("pki: create CRL: intermediate %s: %w", g.rec.ID, ErrRetired)
+	}
+	gen, ok := g.svc.(apiv1.CertificateAuthorityCRLGenerator)
 	if !ok {
-		return nil, fmt.Errorf("pki: create CRL: service %T: %w", ca.svc, ErrNoCRLSigner)
+		return nil, fmt.Errorf("pki: create CRL: service %T: %w", g.svc, ErrNoCRLSigner)
 	}
 	resp, err := gen.CreateCRL(&apiv1.CreateCRLRequest{RevocationList: &x509.RevocationList{
 		RevokedCertificateEntries: entries,
@@ -67,7 +87,7 @@ func (ca *CA) CreateCRL(entries []x509.RevocationListEntry, number *big.Int, thi
 	if err != nil {
 		return nil, fmt.Errorf("pki: create CRL: parse signed CRL: %w", err)
 	}
-	if err := crl.CheckSignatureFrom(ca.inter); err != nil {
+	if err := crl.CheckSignatureFrom(g.inter); err != nil {
 		return nil, fmt.Errorf("pki: create CRL: %w: %w", ErrNoCRLSigner, err)
 	}
 	return resp.CRL, nil

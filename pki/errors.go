@@ -44,4 +44,25 @@ var (
 	// ErrNotLDevID: the certificate was issued here but is not an LDevID
 	// (a CA, no clientAuth, or no device URN).
 	ErrNotLDevID = errors.New("certificate is not an LDevID")
+
+	// ErrRetired: the certificate was issued by an intermediate that has
+	// been retired. It comes wrapped together with ErrNotIssuedHere.
+	ErrRetired = errors.New("issuing intermediate retired")
+	// ErrUnknownIssuer: no intermediate of this CA has that key id.
+	ErrUnknownIssuer = errors.New("unknown intermediate")
+	// ErrActiveIssuer: the active intermediate cannot be retired; roll
+	// over first.
+	ErrActiveIssuer = errors.New("intermediate is the active one")
+	// ErrIssuerInUse: live certificates still chain to the intermediate.
+	// The CA does not know the registry: callers that do return it.
+	ErrIssuerInUse = errors.New("live certificates chain to the intermediate")
+	// ErrNoCADir: the CA has no directory (made by New) and cannot roll
+	// over or retire.
+	ErrNoCADir = errors.New("CA has no directory")
+	// ErrRootKeyOffline: a rollover needs the root key, which is not in
+	// the CA directory.
+	ErrRootKeyOffline = errors.New("root key not in the CA directory")
+	// ErrState: the rollover state file is malformed or does not match the
+	// certificates.
+	ErrState = errors.New("CA state file")
 )

@@ -54,7 +54,7 @@ func Init(dir string, opts ...Option) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile} {
+	for _, name := range []string{RootCertFile, RootKeyFile, IntermediateCertFile, IntermediateKeyFile, StateFile} {
 		_, err := os.Stat(filepath.Join(dir, name))
 		switch {
 		case err == nil:
@@ -74,7 +74,10 @@ func Init(dir string, opts ...Option) (*CA, error) {
 // be kept offline) but is checked when present. Key files readable by group
 // or others are refused with ErrKeyPermissions, keys that do not match their
 // certificates with ErrKeyMismatch, and certificates that do not chain with
-// ErrChainMismatch.
+// ErrChainMismatch. A CA that has rolled over is loaded generation by
+// generation from its state file (the keys of retired intermediates are not
+// read); a state file that does not match the directory is refused with
+// ErrState.
 func Load(dir string, opts ...Option) (*CA, error) {
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -85,6 +88,12 @@ func Load(dir string, opts ...Option) (*CA, error) {
 
 func load(dir string, cfg *config) (*CA, error) {
 	path := func(name string) string { return filepath.Join(dir, name) }
+	switch _, err := os.Stat(path(StateFile)); {
+	case err == nil:
+		return loadState(dir, cfg)
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("pki: load: %w", err)
+	}
 
 	required := []string{RootCertFile, IntermediateCertFile, IntermediateKeyFile}
 	var missing []string

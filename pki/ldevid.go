@@ -51,7 +51,8 @@ func (ca *CA) IssueLDevID(req LDevIDRequest) (*x509.Certificate, error) {
 	if cn == "" {
 		cn = req.DeviceID
 	}
-	notBefore, notAfter, err := ca.validity(req.Lifetime)
+	g := ca.state().active
+	notBefore, notAfter, err := ca.validity(g, req.Lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue LDevID %s: %w", req.DeviceID, err)
 	}
@@ -89,7 +90,7 @@ func (ca *CA) IssueLDevID(req LDevIDRequest) (*x509.Certificate, error) {
 		tmpl.SubjectKeyId = skid
 	}
 
-	cert, err := ca.create(tmpl, req.Lifetime)
+	cert, err := ca.create(g, tmpl, req.Lifetime)
 	if err != nil {
 		return nil, fmt.Errorf("pki: issue LDevID %s: %w", req.DeviceID, err)
 	}
@@ -101,24 +102,24 @@ func (ca *CA) IssueLDevID(req LDevIDRequest) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-// validity returns the validity period of a certificate issued now with the
-// given lifetime.
-func (ca *CA) validity(lifetime time.Duration) (notBefore, notAfter time.Time, err error) {
+// validity returns the validity period of a certificate issued now by g
+// with the given lifetime.
+func (ca *CA) validity(g *generation, lifetime time.Duration) (notBefore, notAfter time.Time, err error) {
 	if lifetime <= 0 {
 		return time.Time{}, time.Time{}, fmt.Errorf("lifetime %s: %w", lifetime, ErrLifetime)
 	}
 	now := ca.clock()
 	notBefore, notAfter = now.Add(-backdate), now.Add(lifetime)
-	if notAfter.After(ca.inter.NotAfter) {
+	if notAfter.After(g.inter.NotAfter) {
 		return time.Time{}, time.Time{}, fmt.Errorf("lifetime %s ends after the intermediate CA expires (%s): %w",
-			lifetime, ca.inter.NotAfter.UTC().Format(time.RFC3339), ErrLifetime)
+			lifetime, g.inter.NotAfter.UTC().Format(time.RFC3339), ErrLifetime)
 	}
 	return notBefore, notAfter, nil
 }
 
-// create issues tmpl through the CA service.
-func (ca *CA) create(tmpl *x509.Certificate, lifetime time.Duration) (*x509.Certificate, error) {
-	resp, err := ca.svc.CreateCertificate(&apiv1.CreateCertificateRequest{
+// create issues tmpl through g's CA service.
+func (ca *CA) create(g *generation, tmpl *x509.Certificate, lifetime time.Duration) (*x509.Certificate, error) {
+	resp, err := g.svc.CreateCertificate(&apiv1.CreateCertificateRequest{
 		Template: tmpl,
 		Lifetime: lifetime,
 		Backdate: backdate,

@@ -12,6 +12,9 @@ type config struct {
 	logger *slog.Logger
 	name   string
 	tmpl   *ldevidTemplate // nil: build LDevIDs directly
+	// fail, if set, is called at each step of Rollover; an error stops it
+	// there, as a crash would (tests only).
+	fail func(step string) error
 }
 
 // Option configures a CA.

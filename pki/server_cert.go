@@ -20,15 +20,17 @@ import (
 )
 
 // ServerCertificate returns Embark's own TLS/DTLS server certificate for the
-// given names: a fresh ECDSA P-256 key certified by the intermediate with the
-// serverAuth extended key usage. The result's Certificate is [leaf,
-// intermediate] and its Leaf is set.
+// given names: a fresh ECDSA P-256 key certified by the active intermediate
+// with the serverAuth extended key usage. The result's Certificate is [leaf,
+// intermediate], followed by the intermediate's bridge certificate after a
+// root rollover, and its Leaf is set.
 //
 // A CA loaded from a directory keeps the certificate in server.crt and
 // server.key and returns the stored one instead while it has the same names,
-// chains to the current intermediate, ends no later than now+lifetime and has
+// chains to the active intermediate, ends no later than now+lifetime and has
 // more than a third of its life left. A stored one that cannot be used is
-// replaced.
+// replaced: after a rollover, the next call issues a new certificate under
+// the new intermediate.
 func (ca *CA) ServerCertificate(dnsNames []string, ips []net.IP, lifetime time.Duration) (tls.Certificate, error) {
 	if len(dnsNames) == 0 && len(ips) == 0 {
 		return tls.Certificate{}, fmt.Errorf("pki: server certificate: %w", ErrNoSANs)
@@ -76,16 +78,17 @@ func (ca *CA) ownCertificate(spec ownSpec, lifetime time.Duration) (tls.Certific
 	ca.serverMu.Lock()
 	defer ca.serverMu.Unlock()
 
+	g := ca.state().active
 	now := ca.clock()
 	if ca.dir != "" {
-		if c, ok := ca.storedOwnCertificate(spec, lifetime, now); ok {
+		if c, ok := ca.storedOwnCertificate(g, spec, lifetime, now); ok {
 			return c, nil
 		}
 	}
 	fail := func(err error) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("pki: %s: %w", spec.what, err)
 	}
-	notBefore, notAfter, err := ca.validity(lifetime)
+	notBefore, notAfter, err := ca.validity(g, lifetime)
 	if err != nil {
 		return fail(err)
 	}
@@ -118,7 +121,7 @@ func (ca *CA) ownCertificate(spec ownSpec, lifetime time.Duration) (tls.Certific
 	if spec.eku != 0 {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{spec.eku}
 	}
-	leaf, err := ca.create(tmpl, lifetime)
+	leaf, err := ca.create(g, tmpl, lifetime)
 	if err != nil {
 		return fail(err)
 	}
@@ -134,7 +137,7 @@ func (ca *CA) ownCertificate(spec ownSpec, lifetime time.Duration) (tls.Certific
 		if err := replaceFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), keyPerm); err != nil {
 			return fail(err)
 		}
-		if err := replaceFile(certPath, pemCert(leaf, ca.inter), certPerm); err != nil {
+		if err := replaceFile(certPath, pemCert(append([]*x509.Certificate{leaf}, g.presented()...)...), certPerm); err != nil {
 			return fail(err)
 		}
 		if err := syncDir(ca.dir); err != nil {
@@ -144,15 +147,33 @@ func (ca *CA) ownCertificate(spec ownSpec, lifetime time.Duration) (tls.Certific
 	ca.logger.Info(spec.what+" issued", "serial", fmt.Sprintf("%x", leaf.SerialNumber),
 		"dns", spec.dns, "ips", spec.ips, "uris", spec.uris, "not_after", leaf.NotAfter)
 	return tls.Certificate{
-		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
+		Certificate: g.tlsChain(leaf),
 		PrivateKey:  key,
 		Leaf:        leaf,
 	}, nil
 }
 
+// presented returns the CA certificates that go with a certificate g
+// issued: the intermediate, and its bridge if it has one.
+func (g *generation) presented() []*x509.Certificate {
+	if g.bridge != nil {
+		return []*x509.Certificate{g.inter, g.bridge}
+	}
+	return []*x509.Certificate{g.inter}
+}
+
+// tlsChain returns the DER chain a TLS peer presents with leaf.
+func (g *generation) tlsChain(leaf *x509.Certificate) [][]byte {
+	out := [][]byte{leaf.Raw}
+	for _, c := range g.presented() {
+		out = append(out, c.Raw)
+	}
+	return out
+}
+
 // storedOwnCertificate returns the stored certificate of spec if it may be
 // used again; see ServerCertificate.
-func (ca *CA) storedOwnCertificate(spec ownSpec, lifetime time.Duration, now time.Time) (tls.Certificate, bool) {
+func (ca *CA) storedOwnCertificate(g *generation, spec ownSpec, lifetime time.Duration, now time.Time) (tls.Certificate, bool) {
 	certPath, keyPath := filepath.Join(ca.dir, spec.certFile), filepath.Join(ca.dir, spec.keyFile)
 	reissue := func(why string, args ...any) (tls.Certificate, bool) {
 		ca.logger.Info("issuing a new "+spec.what, append([]any{"reason", why}, args...)...)
@@ -165,8 +186,11 @@ func (ca *CA) storedOwnCertificate(spec ownSpec, lifetime time.Duration, now tim
 	if err != nil {
 		return reissue("unreadable certificate", "err", err)
 	}
-	if err := leaf.CheckSignatureFrom(ca.inter); err != nil {
-		return reissue("not issued by the current intermediate", "err", err)
+	if !g.issues(leaf) {
+		return reissue("not issued by the active intermediate", "issuer", leaf.Issuer.String())
+	}
+	if err := leaf.CheckSignatureFrom(g.inter); err != nil {
+		return reissue("not issued by the active intermediate", "err", err)
 	}
 	key, err := readKey(keyPath, leaf)
 	if err != nil {
@@ -185,7 +209,7 @@ func (ca *CA) storedOwnCertificate(spec ownSpec, lifetime time.Duration, now tim
 		return reissue("names changed", "had_dns", leaf.DNSNames, "had_ips", leaf.IPAddresses, "had_uris", leaf.URIs)
 	}
 	return tls.Certificate{
-		Certificate: [][]byte{leaf.Raw, ca.inter.Raw},
+		Certificate: g.tlsChain(leaf),
 		PrivateKey:  key,
 		Leaf:        leaf,
 	}, true

@@ -1,27 +1,32 @@
 package pki
 
 import (
-	"bytes"
 	"crypto/x509"
 	"fmt"
 	"time"
 )
 
-// VerifyLDevID checks that leaf is an LDevID issued by this CA's intermediate
-// and valid at now. It returns an error wrapping ErrNotIssuedHere if another
-// CA (or another key) signed it, ErrNotYetValid or ErrExpired if now is
-// outside its validity, and ErrNotLDevID if it is a CA certificate, lacks the
-// clientAuth extended key usage or carries no device URN. Revocation is not
-// checked here: it lives in the registry.
+// VerifyLDevID checks that leaf is an LDevID issued by one of this CA's
+// intermediates that is not retired, and valid at now. It returns an error
+// wrapping ErrNotIssuedHere if another CA (or another key) signed it, and
+// also ErrRetired if its intermediate was retired; ErrNotYetValid or
+// ErrExpired if now is outside its validity; and ErrNotLDevID if it is a CA
+// certificate, lacks the clientAuth extended key usage or carries no device
+// URN. Revocation is not checked here: it lives in the registry.
 func (ca *CA) VerifyLDevID(leaf *x509.Certificate, now time.Time) error {
 	if leaf == nil {
 		return fmt.Errorf("pki: verify LDevID: no certificate: %w", ErrNotIssuedHere)
 	}
-	if !bytes.Equal(leaf.RawIssuer, ca.inter.RawSubject) {
+	g := ca.state().issuerOf(leaf)
+	if g == nil {
 		return fmt.Errorf("pki: verify LDevID %x: issuer %q: %w", leaf.SerialNumber, leaf.Issuer, ErrNotIssuedHere)
 	}
-	if err := leaf.CheckSignatureFrom(ca.inter); err != nil {
+	if err := leaf.CheckSignatureFrom(g.inter); err != nil {
 		return fmt.Errorf("pki: verify LDevID %x: %w: %w", leaf.SerialNumber, ErrNotIssuedHere, err)
+	}
+	if g.rec.State == IssuerRetired {
+		return fmt.Errorf("pki: verify LDevID %x: intermediate %s (generation %d): %w: %w",
+			leaf.SerialNumber, g.rec.ID, g.rec.Generation, ErrNotIssuedHere, ErrRetired)
 	}
 	if now.Before(leaf.NotBefore) {
 		return fmt.Errorf("pki: verify LDevID %x: valid from %s: %w", leaf.SerialNumber, leaf.NotBefore.UTC().Format(time.RFC3339), ErrNotYetValid)

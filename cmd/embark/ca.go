@@ -2,18 +2,25 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
+	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/cabackup"
 	"github.com/embark-iot/embark/pkg/server"
+	"github.com/embark-iot/embark/pki"
 )
 
 // caFlags lists the flags each ca subcommand takes (besides --data).
@@ -21,22 +28,32 @@ var caFlags = map[string][]string{
 	"backup-key": {"out"},
 	"backup":     {"to", "out"},
 	"restore":    {"key", "in"},
+	"rollover":   {"root"},
+	"status":     {},
+	"retire":     {},
 }
 
-func runCA(_ context.Context, args []string, out io.Writer) error {
+// caUsage is the usage of the ca command.
+const caUsage = "ca backup-key --out NAME | backup --to NAME.pub --out FILE | restore --key NAME.key --in FILE | rollover [--root] | status | retire ID"
+
+func runCA(ctx context.Context, args []string, out io.Writer) error {
 	fs, data := newFlags("ca")
 	outFile := fs.String("out", "", "backup-key: base name of the key files; backup: the backup file")
 	to := fs.String("to", "", "backup: the recipient's public key (NAME.pub)")
 	keyFile := fs.String("key", "", "restore: the recipient's private key (NAME.key)")
 	in := fs.String("in", "", "restore: the backup file")
+	newRoot := fs.Bool("root", false, "rollover: also a new root, bridged from the current one")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 || caFlags[pos[0]] == nil {
-		return fmt.Errorf("%w: ca backup-key|backup|restore", errUsage)
+	if len(pos) == 0 || caFlags[pos[0]] == nil {
+		return fmt.Errorf("%w: %s", errUsage, caUsage)
 	}
 	sub := pos[0]
+	if want := map[bool]int{true: 2, false: 1}[sub == "retire"]; len(pos) != want {
+		return fmt.Errorf("%w: %s", errUsage, caUsage)
+	}
 	var bad error
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "data" {
@@ -54,6 +71,8 @@ func runCA(_ context.Context, args []string, out io.Writer) error {
 	}
 	caDir := filepath.Join(*data, server.CADir)
 	switch sub {
+	case "rollover", "status", "retire":
+		return caLifecycle(ctx, out, *data, pos, *newRoot)
 	case "backup-key":
 		if *outFile == "" {
 			return fmt.Errorf("%w: ca backup-key --out NAME", errUsage)
@@ -79,6 +98,11 @@ func runCA(_ context.Context, args []string, out io.Writer) error {
 }
 
 func caBackup(out io.Writer, caDir, pubFile, outFile string) error {
+	// A backup holds one generation's files; after a rollover it would
+	// restore a CA that no longer knows the active intermediate.
+	if _, err := os.Stat(filepath.Join(caDir, pki.StateFile)); err == nil {
+		return fmt.Errorf("the CA in %s has rolled over (%s): a backup would hold only its first generation; copy the whole CA directory instead", caDir, pki.StateFile)
+	}
 	if _, err := os.Lstat(outFile); err == nil {
 		return fmt.Errorf("%s exists; choose another name", outFile)
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -163,4 +187,55 @@ func readAtMost(path string, n int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: more than %d bytes: not a CA backup", path, n)
 	}
 	return b, nil
+}
+
+// caLifecycle runs ca rollover, status and retire through the admin API
+// (the running server, or the data directory when none runs).
+func caLifecycle(ctx context.Context, out io.Writer, dataDir string, pos []string, newRoot bool) error {
+	cl, done, err := connect(ctx, dataDir)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var st admin.CAStatus
+	switch pos[0] {
+	case "status":
+		if err := cl.Do(ctx, http.MethodGet, "/v1/ca", nil, &st); err != nil {
+			return err
+		}
+		return printCAStatus(out, st)
+	case "rollover":
+		body, err := json.Marshal(admin.RolloverRequest{NewRoot: newRoot})
+		if err != nil {
+			return err
+		}
+		if err := cl.Do(ctx, http.MethodPost, "/v1/ca/rollover", body, &st); err != nil {
+			return err
+		}
+		if err := printCAStatus(out, st); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\nintermediate %s issues from now on. Devices move onto it when they renew (a rotation campaign\n"+
+			"speeds this up); retire a previous intermediate with `embark ca retire ID` once it has no live certificates.\n", st.Active)
+		return nil
+	default:
+		if err := cl.Do(ctx, http.MethodPost, "/v1/ca/intermediates/"+url.PathEscape(pos[1])+"/retire", nil, &st); err != nil {
+			return err
+		}
+		return printCAStatus(out, st)
+	}
+}
+
+func printCAStatus(out io.Writer, st admin.CAStatus) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GEN\tSTATE\tLIVE\tNOT AFTER\tID\tSUBJECT\tROOT")
+	for _, in := range st.Intermediates {
+		live := strconv.Itoa(in.LiveCertificates)
+		if len(in.EmbarkCertificates) > 0 {
+			live += " + " + strings.Join(in.EmbarkCertificates, ", ")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Generation, in.State, live,
+			in.NotAfter.UTC().Format(time.RFC3339), in.ID, in.Subject, in.Root)
+	}
+	return tw.Flush()
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/embark-iot/embark/pkg/device"
@@ -20,9 +21,13 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 	fs, data := newFlags("manufacturer")
 	reason := fs.String("reason", "", "why trust is withdrawn (distrust)")
 	key := fs.String("key", "", "withdraw only this manifest key (KeyID), after a compromise (distrust)")
+	masaCA := fs.String("masa-ca", "", "PEM CA that authenticates the MASA instead of the manufacturer's roots (masa)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if (len(pos) == 2 || len(pos) == 3) && pos[0] == "masa" {
+		return manufacturerMASA(ctx, *data, pos[1], strings.Join(pos[2:], ""), *masaCA, out)
 	}
 	if len(pos) == 2 && pos[0] == "distrust" {
 		return distrustManufacturer(ctx, *data, pos[1], *key, *reason, out)
@@ -30,7 +35,7 @@ func runManufacturer(ctx context.Context, args []string, out io.Writer) error {
 	trust := len(pos) == 2 && pos[0] == "trust"
 	list := len(pos) == 1 && pos[0] == "list"
 	if !trust && !list {
-		return fmt.Errorf("%w: manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID]", errUsage)
+		return fmt.Errorf("%w: manufacturer trust FILE | list | distrust NAME --reason R [--key KEYID] | masa NAME [URL [--masa-ca FILE]]", errUsage)
 	}
 	var bundle []byte
 	if trust {

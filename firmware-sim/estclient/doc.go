@@ -15,6 +15,20 @@
 // The client authenticates with [Config].Certificate: the IDevID chain for
 // [Client.Enroll], the current LDevID for [Client.Reenroll].
 //
+// # Zero touch (vouchers)
+//
+// A factory-fresh device does not know its owner's root. [ZeroTouch] runs
+// constrained BRSKI: [DialProvisional] opens a session whose server chain
+// is recorded, not yet trusted (RFC 8995 §5.1 provisional DTLS/TLS); the
+// only request it offers is [Provisional.RequestVoucher]
+// (/.well-known/brski/rv). The device verifies the voucher against the
+// anchors of its firmware (package voucher), and [Provisional.Promote]
+// verifies the recorded chain against the domain certificate the voucher
+// pins before the session becomes a [Client] that enrolls. A failed
+// promotion closes the session; nothing else leaves the provisional state.
+// [Client.ReportVoucherStatus] and [Client.ReportEnrollStatus] post the
+// status telemetry (/vs, /es).
+//
 // Every EST resource is one method:
 //
 //	/.well-known/est/crts  GET  -> [Client.CACerts] (281), [Client.RootCert] (287)
@@ -22,6 +36,17 @@
 //	/.well-known/est/sren  POST -> [Client.Reenroll]
 //	/.well-known/est/att   GET  -> [Client.CSRAttrs]
 //	/.well-known/core      GET  -> [Client.Discover]
+//
+// Embark's status resource, with the session authenticated by the LDevID:
+//
+//	/embark/status  GET                -> [Client.Status]
+//	/embark/status  GET, Observe=0     -> [Client.ObserveStatus] (RFC 7641)
+//	/embark/status  POST {"applied"}   -> [Client.ReportApplied]
+//
+// An observation delivers the current document, then every newer
+// generation, on [StatusObservation.Updates]; it ends (see
+// [StatusObservation.Err]) with the session, a cancel, or a final
+// notification from the server, such as 4.03 "revoked" ([IsRevoked]).
 //
 // # Errors
 //

@@ -22,4 +22,16 @@ var (
 
 	// ErrClosed reports a request on a closed client.
 	ErrClosed = errors.New("estclient: client closed")
+
+	// ErrNotObserved reports a status observation the server did not
+	// register (it answered without Observe): poll instead.
+	ErrNotObserved = errors.New("estclient: observation not registered")
+
+	// ErrSessionLost ends a status observation whose session ended or
+	// stopped answering pings.
+	ErrSessionLost = errors.New("estclient: session lost")
+
+	// ErrObservationCanceled ends a status observation the device
+	// canceled.
+	ErrObservationCanceled = errors.New("estclient: observation canceled")
 )

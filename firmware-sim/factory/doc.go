@@ -16,6 +16,9 @@
 //	trust.json             the trust bundle for operators (package manifest)
 //	manifest.json          the signed manifest, a DSSE envelope (package manifest)
 //	devices.jsonl          one device per line (0600): {"serial", "key", "cert"}
+//	masa-voucher.pem       the voucher-signing certificate (issued by the root)
+//	masa-voucher-key.pem   its ECDSA P-256 private key (0600), for the MASA
+//	firmware.json          the firmware image: the voucher anchors every device trusts
 //
 // In devices.jsonl, "key" is the device's PKCS#8 PEM private key and "cert"
 // its IDevID PEM followed by the intermediate's. [ReadDevices] and

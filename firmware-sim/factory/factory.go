@@ -245,6 +245,10 @@ func run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 
+	vouchers, err := prepareVoucherFiles(o.Out, auth, now)
+	if err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -261,6 +265,9 @@ func run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	if err := writeFileAtomic(filepath.Join(o.Out, TrustFile), trust, 0o644); err != nil {
+		return nil, err
+	}
+	if err := vouchers.write(o.Out); err != nil {
 		return nil, err
 	}
 	if err := devices.commit(); err != nil {

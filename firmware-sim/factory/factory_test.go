@@ -80,7 +80,7 @@ func TestRun(t *testing.T) {
 		modes := map[string]fs.FileMode{
 			".": 0o700 | fs.ModeDir, RootCertFile: 0o644, RootKeyFile: 0o600, IntermediateCertFile: 0o644,
 			IntermediateKeyFile: 0o600, SignerKeyFile: 0o600, SignerPubFile: 0o644, TrustFile: 0o644,
-			ManifestFile: 0o644, DevicesFile: 0o600,
+			ManifestFile: 0o644, DevicesFile: 0o600, VoucherCertFile: 0o644, VoucherKeyFile: 0o600, FirmwareFile: 0o644,
 		}
 		for name, mode := range modes {
 			fi, err := os.Stat(filepath.Join(dir, name))

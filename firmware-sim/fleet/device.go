@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/embark-iot/embark/pkg/devattr"
+	"github.com/embark-iot/embark/pkg/voucher"
 )
 
 // simDevice is one simulated device: its factory identity, the key pairs
@@ -51,6 +52,12 @@ type simDevice struct {
 	// one reported, zone the zone the commands named.
 	applied, reported uint64
 	zone              string
+
+	// pledgeSigner signs voucher requests with the IDevID key (zero touch);
+	// domain is the server chain the device verified against the domain
+	// certificate its voucher pinned, leaf first, pinned last.
+	pledgeSigner *voucher.RequestSigner
+	domain       []*x509.Certificate
 }
 
 // newCSR makes a P-256 key pair and a DER CSR for it with subject

@@ -48,6 +48,17 @@
 //     devices connected at the end, the commands applied, the rotations,
 //     the revocations, the commands ignored and the reconnections.
 //
+// Over CoAP, "stay" (with [Options].Stay) keeps a DTLS or TLS session per
+// device with its LDevID, observes Embark's status resource
+// (/embark/status, RFC 7641) and follows each new generation the same way:
+// "rotate" renews at sren with a new key over the session, then opens a
+// new session with the new LDevID; each generation is reported applied
+// with a POST to the resource. A final notification "revoked" (Embark
+// cutting the session of a revoked certificate) stops the device too.
+// Sessions are pinged every 30 s so that they do not idle out. The report
+// has the same counts (nothing is ever ignored: the session authenticates
+// Embark).
+//
 // # Retries
 //
 // 5.03 Service Unavailable ("held", "overloaded") is answered by resending

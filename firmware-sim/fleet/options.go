@@ -78,11 +78,15 @@ type Options struct {
 	// reports instead of the one the factory installed (and no digest):
 	// devices whose firmware was changed since they left the factory.
 	FirmwareVersion string
-	// Stay, over MQTT, keeps every enrolled device connected with its
-	// LDevID for this long after the other phases, following the commands
-	// Embark publishes (rotate, revoked, zone), and reconnecting with
-	// backoff when it loses its connection. 0: no stay.
+	// Stay keeps every enrolled device connected with its LDevID for this
+	// long after the other phases, following what Embark tells it (rotate,
+	// revoked, zone): over MQTT the commands it publishes, over CoAP the
+	// notifications of the observed status resource. A device reconnects
+	// with backoff when it loses its connection. 0: no stay.
 	Stay time.Duration
+	// AllowNonceless makes zero-touch devices accept nonceless
+	// (prefetched) vouchers; they have a clock (the simulator's).
+	AllowNonceless bool
 	// Logger receives what devices ignore and lose (debug level). Default:
 	// discard.
 	Logger *slog.Logger
@@ -102,9 +106,6 @@ func (o Options) withDefaults() (Options, error) {
 		if _, err := estclient.ParseTarget(o.Target); err != nil {
 			return o, fmt.Errorf("%w: transport coap: %w", ErrOptions, err)
 		}
-		if o.Stay != 0 {
-			return o, fmt.Errorf("%w: stay needs transport mqtt", ErrOptions)
-		}
 	case TransportMQTT:
 		if _, err := mqttclient.ParseTarget(o.Target); err != nil {
 			return o, fmt.Errorf("%w: transport mqtt: %w", ErrOptions, err)
@@ -112,8 +113,8 @@ func (o Options) withDefaults() (Options, error) {
 	default:
 		return o, fmt.Errorf("%w: transport %q is neither coap nor mqtt", ErrOptions, o.Transport)
 	}
-	if o.RootFile == "" {
-		return o, fmt.Errorf("%w: no root file: the server is always authenticated", ErrOptions)
+	if o.RootFile == "" && o.Transport != TransportCoAP {
+		return o, fmt.Errorf("%w: no root file: zero touch (vouchers) runs over CoAP; over MQTT give the Embark root", ErrOptions)
 	}
 	if o.Count < 0 {
 		return o, fmt.Errorf("%w: count %d < 0", ErrOptions, o.Count)
@@ -132,8 +133,15 @@ func (o Options) withDefaults() (Options, error) {
 		if o.Renew || o.Stay != 0 {
 			return o, fmt.Errorf("%w: renew and stay need enrollment (mode enroll or both)", ErrOptions)
 		}
+		if o.RootFile == "" {
+			return o, fmt.Errorf("%w: mode crts needs the Embark root: a device without a voucher trusts no server", ErrOptions)
+		}
+	case ModeCompare:
+		if o.RootFile == "" || o.Transport != TransportCoAP {
+			return o, fmt.Errorf("%w: mode compare enrolls half the devices with the Embark root (--ca) and half zero-touch, over CoAP", ErrOptions)
+		}
 	default:
-		return o, fmt.Errorf("%w: mode %q is none of enroll, crts, both", ErrOptions, o.Mode)
+		return o, fmt.Errorf("%w: mode %q is none of enroll, crts, both, compare", ErrOptions, o.Mode)
 	}
 	switch {
 	case o.Retries == 0:

@@ -51,7 +51,12 @@ func TestOptionsDefaults(t *testing.T) {
 		{name: "ok/both with renew", in: with(bothRenew), want: with(bothRenew)},
 		{name: "fail/no factory", in: with(func(o *Options) { o.FactoryDir = "" }), err: ErrOptions},
 		{name: "fail/no target", in: with(func(o *Options) { o.Target = "" }), err: ErrOptions},
-		{name: "fail/no root", in: with(func(o *Options) { o.RootFile = "" }), err: ErrOptions},
+		{name: "ok/no root: zero touch", in: with(func(o *Options) { o.RootFile = "" }), want: with(func(o *Options) {
+			o.RootFile, o.Transport, o.Concurrency, o.Mode, o.Retries, o.Timeout = "", TransportCoAP, DefaultConcurrency, ModeEnroll, DefaultRetries, DefaultTimeout
+		})},
+		{name: "fail/no root over mqtt", in: with(func(o *Options) { o.RootFile, o.Transport, o.Target = "", TransportMQTT, "mqtts://127.0.0.1" }), err: ErrOptions},
+		{name: "fail/crts without root", in: with(func(o *Options) { o.RootFile, o.Mode = "", ModeCrts }), err: ErrOptions},
+		{name: "fail/compare without root", in: with(func(o *Options) { o.RootFile, o.Mode = "", ModeCompare }), err: ErrOptions},
 		{name: "fail/negative count", in: with(func(o *Options) { o.Count = -1 }), err: ErrOptions},
 		{name: "fail/negative concurrency", in: with(func(o *Options) { o.Concurrency = -1 }), err: ErrOptions},
 		{name: "fail/unknown mode", in: with(func(o *Options) { o.Mode = "storm" }), err: ErrOptions},
@@ -66,7 +71,11 @@ func TestOptionsDefaults(t *testing.T) {
 			in: with(func(o *Options) { o.Transport, o.Target = TransportMQTT, "mqtt://127.0.0.1:1883" }), err: ErrOptions},
 		{name: "fail/coap with an mqtts target", in: with(func(o *Options) { o.Target = "mqtts://127.0.0.1" }), err: ErrOptions},
 		{name: "fail/plain coap target", in: with(func(o *Options) { o.Target = "coap://127.0.0.1:5683" }), err: ErrOptions},
-		{name: "fail/stay over coap", in: with(func(o *Options) { o.Stay = time.Minute }), err: ErrOptions},
+		{name: "ok/stay over coap", in: with(func(o *Options) { o.Stay = time.Minute }), want: with(func(o *Options) {
+			o.Transport, o.Concurrency, o.Mode, o.Retries, o.Timeout = TransportCoAP, DefaultConcurrency, ModeEnroll, DefaultRetries, DefaultTimeout
+			o.Stay = time.Minute
+		})},
+		{name: "fail/negative stay over coap", in: with(func(o *Options) { o.Stay = -time.Second }), err: ErrOptions},
 		{name: "fail/negative stay",
 			in: with(func(o *Options) { o.Transport, o.Target, o.Stay = TransportMQTT, "mqtts://127.0.0.1", -time.Second }), err: ErrOptions},
 		{name: "fail/stay without enrollment",

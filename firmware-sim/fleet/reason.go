@@ -55,6 +55,9 @@ func reasonOf(err error) string {
 	if errors.As(err, &ce) {
 		return ReasonConnectRefused
 	}
+	if r, ok := voucherReason(err); ok {
+		return r
+	}
 	for _, s := range []struct {
 		err    error
 		reason string

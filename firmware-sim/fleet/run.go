@@ -51,9 +51,11 @@ func runTweaked(ctx context.Context, o Options, tweak func(*runner)) ([]Report, 
 	if err != nil {
 		return nil, err
 	}
-	root, err := loadRoot(o.RootFile)
-	if err != nil {
-		return nil, err
+	var root *x509.Certificate
+	if !o.zeroTouch() {
+		if root, err = loadRoot(o.RootFile); err != nil {
+			return nil, err
+		}
 	}
 	devs, err := loadDevices(o.FactoryDir, o.Count)
 	if err != nil {
@@ -78,10 +80,15 @@ func runTweaked(ctx context.Context, o Options, tweak func(*runner)) ([]Report, 
 		return nil, err
 	}
 	r := newRunner(o, root)
+	if o.zeroTouch() || o.Mode == ModeCompare {
+		if err := r.prepareZeroTouch(devs); err != nil {
+			return nil, err
+		}
+	}
 	if tweak != nil {
 		tweak(r)
 	}
-	if o.Transport == TransportCoAP {
+	if o.Transport == TransportCoAP && root != nil {
 		// Over MQTT the intermediates come with every certificate issued.
 		if err := r.fetchCACerts(ctx, devs[0]); err != nil {
 			return nil, err
@@ -147,6 +154,9 @@ type runner struct {
 	verifier *mqttwire.Verifier
 	log      *slog.Logger
 
+	// anchors are the firmware's voucher anchors (zero touch).
+	anchors []*x509.Certificate
+
 	// rand draws jitter and losses; it is safe for concurrent use.
 	rand func() float64
 	// now reads the clock.
@@ -161,7 +171,9 @@ type runner struct {
 
 func newRunner(o Options, root *x509.Certificate) *runner {
 	roots := x509.NewCertPool()
-	roots.AddCert(root)
+	if root != nil {
+		roots.AddCert(root)
+	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -229,7 +241,13 @@ func (r *runner) run(ctx context.Context, devs []*simDevice) ([]Report, error) {
 	var reports []Report
 	var ceiling float64
 	var ceilingPhase string
-	if r.o.Mode == ModeCrts || r.o.Mode == ModeBoth {
+	if r.o.zeroTouch() || r.o.Mode == ModeCompare {
+		rep, err := r.runVoucher(ctx, devs)
+		reports = append(reports, rep...)
+		if err != nil {
+			return reports, err
+		}
+	} else if r.o.Mode == ModeCrts || r.o.Mode == ModeBoth {
 		spec := r.crtsPhase()
 		if r.o.Transport == TransportMQTT {
 			spec = r.connectPhase()
@@ -241,7 +259,7 @@ func (r *runner) run(ctx context.Context, devs []*simDevice) ([]Report, error) {
 			return reports, err
 		}
 	}
-	if r.o.Mode == ModeEnroll || r.o.Mode == ModeBoth {
+	if !r.o.zeroTouch() && r.o.Mode != ModeCompare && (r.o.Mode == ModeEnroll || r.o.Mode == ModeBoth) {
 		spec := r.enrollPhase()
 		if r.o.Transport == TransportMQTT {
 			spec = r.mqttEnrollPhase()

@@ -20,7 +20,7 @@ type StateRecord struct {
 	// CertPEM is the LDevID followed by the intermediates.
 	CertPEM string `json:"cert_pem"`
 	// Applied is the last command generation the device applied, Zone
-	// the zone the commands named (MQTT stay only).
+	// the zone the commands named (stay only).
 	Applied uint64 `json:"applied,omitempty"`
 	Zone    string `json:"zone,omitempty"`
 }

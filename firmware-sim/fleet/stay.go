@@ -30,8 +30,9 @@ type stayOutcome struct {
 	latencies []time.Duration
 }
 
-// stay keeps every device connected with its LDevID, subscribed to its
-// command topic, for Options.Stay, following the commands it gets: rotate
+// stay keeps every device connected with its LDevID for Options.Stay: over
+// CoAP observing its status resource (stayDeviceCoAP), over MQTT subscribed
+// to its command topic, following the commands it gets: rotate
 // (renew now with a new key, then reconnect with the new LDevID), revoked
 // (forget the LDevID and stop), zone (remember it); each generation once,
 // in order, reported on the state topic. A device that loses its
@@ -55,6 +56,10 @@ func (r *runner) stay(ctx context.Context, devs []*simDevice) Report {
 	var counts stayCounts
 	stopProgress := r.ticker(func(time.Time) string { return stayLine(&counts, len(devs)) })
 	sem := make(chan struct{}, r.o.Concurrency)
+	stayOne := r.stayDevice
+	if r.o.Transport == TransportCoAP {
+		stayOne = r.stayDeviceCoAP // coap_stay.go
+	}
 	outs := make([]stayOutcome, len(devs))
 	var wg sync.WaitGroup
 	for i, d := range devs {
@@ -65,7 +70,7 @@ func (r *runner) stay(ctx context.Context, devs []*simDevice) Report {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i] = r.stayDevice(ctx, stop, d, at, sem, &counts)
+			outs[i] = stayOne(ctx, stop, d, at, sem, &counts)
 		}()
 	}
 	wg.Wait()

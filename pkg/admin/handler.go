@@ -43,6 +43,12 @@ type Backend struct {
 	Policy func() *policy.Policy
 	// CRL returns the current DER CRL of the issuing CA; nil disables GET /v1/crl.
 	CRL func(context.Context) ([]byte, error)
+	// CA manages the CA rollover and serves a CRL per intermediate (ca.go);
+	// nil disables those endpoints.
+	CA CAManager
+	// Registrar sets MASAs and prefetches vouchers (voucher.go); nil
+	// disables those endpoints.
+	Registrar VoucherRegistrar
 	// Status adds server facts (listeners, version) to /v1/status.
 	Status func() map[string]any
 	Clock  func() time.Time
@@ -81,8 +87,11 @@ func Handler(b Backend) http.Handler {
 	h.registerOperator(mux)
 	h.registerPolicy(mux)
 	h.registerCommands(mux)
+	h.registerCampaigns(mux)
 	h.registerAudit(mux)
-	mux.HandleFunc("GET /v1/crl", h.crl)
+	h.registerCA(mux)
+	h.registerVoucher(mux)
+	mux.HandleFunc("GET /v1/crl", h.issuerCRL)
 	h.registerAuth(mux)
 	return h.authorize(mux)
 }

@@ -42,6 +42,10 @@ type Config struct {
 	// Certificate is the broker's server certificate (issued by Embark's
 	// CA), with its private key.
 	Certificate tls.Certificate
+	// GetCertificate, if set, is asked for the server certificate at each
+	// handshake instead (a CA rollover moves it to a new intermediate while
+	// the broker runs); Certificate is then not needed.
+	GetCertificate func() (*tls.Certificate, error)
 	// Auth decides who each client is. Required.
 	Auth Authenticator
 	// MaxPacketSize is the largest MQTT packet accepted from a client, CONNECT
@@ -102,7 +106,7 @@ func New(cfg Config) (*Broker, error) {
 }
 
 func newBroker(cfg Config, tune tuning) (*Broker, error) {
-	if len(cfg.Certificate.Certificate) == 0 || cfg.Certificate.PrivateKey == nil {
+	if cfg.GetCertificate == nil && (len(cfg.Certificate.Certificate) == 0 || cfg.Certificate.PrivateKey == nil) {
 		return nil, fmt.Errorf("%w: no server certificate and key", ErrInvalidConfig)
 	}
 	if cfg.Auth == nil {
@@ -131,6 +135,10 @@ func newBroker(cfg Config, tune tuning) (*Broker, error) {
 			// clients that offer only it (Embark's own service link).
 			CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.X25519MLKEM768},
 		},
+	}
+	if get := cfg.GetCertificate; get != nil {
+		b.tls.Certificates = nil
+		b.tls.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return get() }
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()

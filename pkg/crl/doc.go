@@ -1,5 +1,6 @@
-// Package crl publishes the certificate revocation list of Embark's issuing
-// CA.
+// Package crl publishes the certificate revocation lists of Embark's issuing
+// CA: one CRL per intermediate that is not retired (after a CA rollover,
+// the active intermediate and the previous ones still in their overlap).
 //
 // # Basics
 //
@@ -8,15 +9,26 @@
 // that revokes a certificate calls [RecordRevocation] inside its own
 // transaction, then [Publisher.Trigger] once the transaction has committed.
 //
-// A [Publisher] builds the CRL from those records: [Publisher.Regenerate]
+// A [Publisher] builds the CRLs from those records: [Publisher.Regenerate]
 // reads every revocation, drops (and deletes) the ones whose certificate has
-// expired, takes the next CRL number, persisted under [KindMeta]/"number" so
-// that it grows across restarts, and signs the list with the intermediate
-// through [pki.CA.CreateCRL]. [Publisher.Current] returns the cached CRL and
-// regenerates it when it is missing or has less than the refresh margin left
-// before its nextUpdate. [Publisher.Run] keeps it fresh in the background and
+// expired, and for each intermediate takes its next CRL number, persisted
+// under [KindMeta] so that it grows across restarts ("number" for the
+// first generation, "number/ID" for the others), and signs the entries of
+// the certificates it issued through [pki.CA.CreateCRLFor]. A revocation
+// record names its issuer (the authority key identifier of the revoked
+// certificate, read from the registry by [RecordRevocation]); one that
+// names none is listed on every CRL. [Publisher.CurrentFor] returns the
+// cached CRL of one intermediate, chosen by its key id, and
+// [Publisher.Current] that of the active intermediate; both regenerate
+// when the CRL is missing or has less than the refresh margin left before
+// its nextUpdate. [Publisher.Run] keeps them fresh in the background and
 // regenerates soon after each Trigger; triggers that arrive while a
 // regeneration is pending are coalesced.
+//
+// A device finds its CRL by the authority key identifier of its own
+// certificate: Embark's transports pass it as the "aki" query parameter
+// (CoAP /embark/crl?aki=HEX, HTTP GET /v1/crl?aki=HEX); without it they
+// serve the active intermediate's CRL.
 //
 // # Caveats
 //

@@ -16,4 +16,7 @@ var (
 	ErrCorruptRecord = errors.New("corrupt revocation record")
 	// ErrInvalidOption: an Option was given an unusable value.
 	ErrInvalidOption = errors.New("invalid option")
+	// ErrUnknownIssuer: no intermediate with that key id publishes a CRL
+	// (unknown, or retired).
+	ErrUnknownIssuer = errors.New("no CRL for that issuer")
 )

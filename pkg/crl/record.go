@@ -1,6 +1,8 @@
 package crl
 
 import (
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -45,6 +47,12 @@ type Revocation struct {
 	// NotAfter is the certificate's expiry; the entry leaves the CRL after
 	// it.
 	NotAfter time.Time `cbor:"3,keyasint"`
+	// Issuer is the key id (authority key identifier, hex) of the
+	// intermediate that issued the certificate: the entry is listed on that
+	// intermediate's CRL. Empty when it is not known (revocations recorded
+	// before CA rollovers existed): the entry is then listed on every CRL,
+	// which is harmless, serials being random.
+	Issuer string `cbor:"4,keyasint,omitempty"`
 }
 
 var encMode = sync.OnceValues(func() (cbor.EncMode, error) {
@@ -77,7 +85,9 @@ func parseSerial(s string) (*big.Int, error) {
 // (lower-case hex) and expiry was revoked at the given time for reason (an
 // RFC 5280 CRLReason code). It is called inside the transaction that revokes
 // the certificate; call [Publisher.Trigger] after it commits. A serial already
-// recorded keeps its first revocation and nil is returned.
+// recorded keeps its first revocation and nil is returned. The issuing
+// intermediate, whose CRL will list the entry, is read from the
+// certificate in the registry (its authority key identifier).
 func RecordRevocation(tx store.Tx, serial string, notAfter, at time.Time, reason int) error {
 	if _, err := parseSerial(serial); err != nil {
 		return fmt.Errorf("crl: record revocation: %w", err)
@@ -98,7 +108,11 @@ func RecordRevocation(tx store.Tx, serial string, notAfter, at time.Time, reason
 	if err != nil {
 		return fmt.Errorf("crl: record revocation: %w", err)
 	}
-	val, err := em.Marshal(Revocation{RevokedAt: at.UTC(), Reason: reason, NotAfter: notAfter.UTC()})
+	issuer, err := issuerOf(tx, serial)
+	if err != nil {
+		return fmt.Errorf("crl: record revocation of %s: %w", serial, err)
+	}
+	val, err := em.Marshal(Revocation{RevokedAt: at.UTC(), Reason: reason, NotAfter: notAfter.UTC(), Issuer: issuer})
 	if err != nil {
 		return fmt.Errorf("crl: record revocation of %s: %w", serial, err)
 	}
@@ -106,6 +120,23 @@ func RecordRevocation(tx store.Tx, serial string, notAfter, at time.Time, reason
 		return fmt.Errorf("crl: record revocation of %s: %w", serial, err)
 	}
 	return nil
+}
+
+// issuerOf returns the hex authority key identifier of the certificate with
+// this serial in the registry, "" if it is not there or names none.
+func issuerOf(r store.Reader, serial string) (string, error) {
+	c, err := r.Certificate(serial)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	cert, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return "", nil // not ours to judge: listed on every CRL
+	}
+	return hex.EncodeToString(cert.AuthorityKeyId), nil
 }
 
 // Revoked reports whether the certificate with this serial is recorded as

@@ -31,6 +31,8 @@ import (
 	udpclient "github.com/plgd-dev/go-coap/v3/udp/client"
 	"github.com/smallstep/pkcs7"
 
+	"github.com/embark-iot/embark/pkg/crl"
+	"github.com/embark-iot/embark/pkg/desired"
 	"github.com/embark-iot/embark/pkg/devattr"
 	"github.com/embark-iot/embark/pkg/onboard"
 )
@@ -70,6 +72,22 @@ type Config struct {
 	CertStatus func(leaf *x509.Certificate) error
 	// CRL, if set, serves the issuing CA's current CRL at /embark/crl.
 	CRL func(context.Context) ([]byte, error)
+	// CRLOf, if set, serves /embark/crl instead of CRL: the CRL of the
+	// intermediate whose key id (hex) the query parameter "aki" names,
+	// or of the active intermediate without one. A device passes the
+	// authority key identifier of its own certificate. An error wrapping
+	// crl.ErrUnknownIssuer is answered 4.04.
+	CRLOf func(ctx context.Context, issuer string) ([]byte, error)
+	// GetCertificate, if set, returns the server certificate chain and key
+	// for each new DTLS/TLS session in place of Certificate, so that it
+	// may change while the server runs (a CA rollover).
+	GetCertificate func() (*tls.Certificate, error)
+	// Desired, if set, serves the observable status resource
+	// /embark/status (status.go); Core must then be an Identifier.
+	Desired *desired.Store
+	// Registrar, if set, serves the BRSKI resources /.well-known/brski/rv,
+	// vs and es (brski.go).
+	Registrar VoucherRegistrar
 }
 
 // Server serves EST-coaps on any number of DTLS and TLS listeners.
@@ -87,6 +105,7 @@ type Server struct {
 	parsed   map[string]*x509.Certificate
 	blocks   *reassembler
 	sessions sessions
+	status   observers
 }
 
 // New returns a Server.
@@ -126,12 +145,16 @@ func New(cfg Config) (*Server, error) {
 		s.handle(root+"/att", s.attrs)
 	}
 	s.handle("/.well-known/core", s.core)
-	if cfg.CRL != nil {
+	if cfg.CRL != nil || cfg.CRLOf != nil {
 		s.handle("/embark/crl", s.crlResource)
 	}
 	if ps, ok := cfg.Core.(ProfileSource); ok {
 		s.handle("/embark/profile", s.profile(ps))
 	}
+	if err := s.serveStatus(); err != nil {
+		return nil, err
+	}
+	s.serveBRSKI()
 	s.router.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, r *mux.Message) {
 		s.fail(w, codes.NotFound, onboard.ReasonBadRequest, "no such resource", 0)
 	}))
@@ -141,6 +164,10 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) handle(path string, h mux.HandlerFunc) {
 	_ = s.router.Handle(path, h) // paths are constants: Handle fails only on duplicates
 }
+
+// RefreshCACerts reads Config.CACerts again for /crts: after a CA rollover
+// or the retirement of an intermediate.
+func (s *Server) RefreshCACerts() error { return s.refreshCACerts() }
 
 // refreshCACerts re-encodes the /crts answers (after a CA change).
 func (s *Server) refreshCACerts() error {
@@ -169,7 +196,7 @@ func (s *Server) refreshCACerts() error {
 // certificate's CertificateVerify is always checked by pion; the chain is
 // verified by the core, which knows which anchor each resource needs.
 func (s *Server) DTLSConfig() *piondtls.Config {
-	return &piondtls.Config{
+	c := &piondtls.Config{
 		Certificates: []tls.Certificate{s.cfg.Certificate},
 		CipherSuites: []piondtls.CipherSuiteID{
 			piondtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
@@ -181,12 +208,17 @@ func (s *Server) DTLSConfig() *piondtls.Config {
 			return s.checkPeer(raw)
 		},
 	}
+	if get := s.cfg.GetCertificate; get != nil {
+		c.Certificates = nil // else pion uses them for clients without SNI
+		c.GetCertificate = func(*piondtls.ClientHelloInfo) (*tls.Certificate, error) { return get() }
+	}
+	return c
 }
 
 // TLSConfig returns the TLS configuration of the CoAP-over-TLS listener
 // (RFC 8323): ALPN "coap", TLS 1.2 or 1.3, client certificate requested.
 func (s *Server) TLSConfig() *tls.Config {
-	return &tls.Config{
+	c := &tls.Config{
 		Certificates: []tls.Certificate{s.cfg.Certificate},
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"coap"},
@@ -200,6 +232,11 @@ func (s *Server) TLSConfig() *tls.Config {
 			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
 	}
+	if get := s.cfg.GetCertificate; get != nil {
+		c.Certificates = nil // else crypto/tls uses them for clients without SNI
+		c.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return get() }
+	}
+	return c
 }
 
 // ListenDTLS starts serving CoAP over DTLS on a UDP address ("127.0.0.1:0"
@@ -391,14 +428,40 @@ func (s *Server) profile(ps ProfileSource) mux.HandlerFunc {
 	}
 }
 
-// crlResource serves GET /embark/crl: the issuing CA's CRL, DER
-// (content format 42, application/octet-stream: CoAP has none for pkix-crl).
+// crlResource serves GET /embark/crl[?aki=HEX]: the CRL of the
+// intermediate with that key id, by default the active one's, DER (content
+// format 42, application/octet-stream: CoAP has none for pkix-crl).
 func (s *Server) crlResource(w mux.ResponseWriter, r *mux.Message) {
 	if r.Code() != codes.GET {
 		s.fail(w, codes.MethodNotAllowed, onboard.ReasonBadRequest, "crl answers GET", 0)
 		return
 	}
-	der, err := s.cfg.CRL(r.Context())
+	aki := ""
+	if qs, err := r.Queries(); err == nil {
+		for _, q := range qs {
+			if v, ok := strings.CutPrefix(q, "aki="); ok {
+				aki = v
+			}
+		}
+	}
+	if len(aki) > 64 || strings.Trim(aki, "0123456789abcdefABCDEF") != "" {
+		s.fail(w, codes.BadRequest, onboard.ReasonBadRequest, "aki: want the hex authority key identifier of your certificate", 0)
+		return
+	}
+	var der []byte
+	var err error
+	switch {
+	case s.cfg.CRLOf != nil:
+		der, err = s.cfg.CRLOf(r.Context(), aki)
+	case aki != "":
+		err = crl.ErrUnknownIssuer
+	default:
+		der, err = s.cfg.CRL(r.Context())
+	}
+	if errors.Is(err, crl.ErrUnknownIssuer) {
+		s.fail(w, codes.NotFound, onboard.ReasonBadRequest, "no CRL for intermediate "+aki, 0)
+		return
+	}
 	if err != nil {
 		s.log.Error("crl", slog.Any("err", err))
 		s.fail(w, codes.InternalServerError, onboard.ReasonInternal, "CRL unavailable", 0)
@@ -417,6 +480,7 @@ func (s *Server) core(w mux.ResponseWriter, r *mux.Message) {
 		{"/est/att", "ace.est.att", "285"},
 		{"/embark/profile", "embark.profile", "50"},
 		{"/embark/crl", "embark.crl", "42"},
+		{"/embark/status", "embark.status", "60;obs"}, // obs: observable (RFC 7641)
 	}
 	filter := ""
 	if qs, err := r.Queries(); err == nil {

@@ -41,7 +41,9 @@ func (ss *sessions) track(serial string, c mux.Conn) {
 }
 
 // Disconnect closes every live connection authenticated by a certificate
-// with one of these serials (lower-case hex), and returns how many.
+// with one of these serials (lower-case hex), and returns how many. Those
+// observing the status resource get a final notification first and are
+// closed a moment later (status.go).
 func (s *Server) Disconnect(serials ...string) int {
 	s.sessions.mu.Lock()
 	var victims []mux.Conn
@@ -51,7 +53,7 @@ func (s *Server) Disconnect(serials ...string) int {
 		}
 	}
 	s.sessions.mu.Unlock()
-	for _, c := range victims {
+	for _, c := range s.endObservations(victims) {
 		_ = c.Close()
 	}
 	return len(victims)

@@ -1,7 +1,6 @@
 package onboard
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -21,11 +20,19 @@ import (
 )
 
 // CA is what the core needs of the certificate authority (package pki).
+// After a CA rollover it has several intermediates: the active one issues,
+// the previous ones still verify what they issued until they are retired.
 type CA interface {
 	IssueLDevID(pki.LDevIDRequest) (*x509.Certificate, error)
 	VerifyLDevID(leaf *x509.Certificate, now time.Time) error
 	Intermediate() *x509.Certificate
 	Chain() []*x509.Certificate
+	// IssuedHere reports whether leaf names one of the CA's intermediates
+	// (any generation) as its issuer, without a signature check.
+	IssuedHere(leaf *x509.Certificate) bool
+	// ChainOf returns the CA chain of a certificate issued here,
+	// intermediate first and root last.
+	ChainOf(leaf *x509.Certificate) []*x509.Certificate
 }
 
 // Request is an enrollment or renewal request as a transport received it.
@@ -176,14 +183,11 @@ func (s *Service) admit() (func(), error) {
 	}
 }
 
-// issuedHere reports whether leaf claims to come from our intermediate
-// (issuer name and key identifier), without a signature check.
+// issuedHere reports whether leaf claims to come from one of our
+// intermediates, the active one or one of a previous generation (issuer
+// name and key identifier), without a signature check.
 func (s *Service) issuedHere(leaf *x509.Certificate) bool {
-	in := s.ca.Intermediate()
-	if !bytes.Equal(leaf.RawIssuer, in.RawSubject) {
-		return false
-	}
-	return len(leaf.AuthorityKeyId) == 0 || bytes.Equal(leaf.AuthorityKeyId, in.SubjectKeyId)
+	return s.ca.IssuedHere(leaf)
 }
 
 // maxAttempts bounds the compare-and-swap retries of one request.
@@ -310,7 +314,7 @@ func (s *Service) Enroll(ctx context.Context, req Request) (*Result, error) {
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "enrolled", slog.String("device", dev.ID), slog.String("cert", rec.Serial),
 			slog.String("zone", committed.Zone), slog.String("transport", req.Transport))
-		return &Result{Certificate: cert, Chain: s.ca.Chain(), DeviceID: committed.ID, State: committed.State, Zone: committed.Zone}, nil
+		return &Result{Certificate: cert, Chain: s.ca.ChainOf(cert), DeviceID: committed.ID, State: committed.State, Zone: committed.Zone}, nil
 	}
 	return nil, &Error{Reason: ReasonOverloaded, Msg: "concurrent requests for this device; retry", RetryAfter: s.retryAfter}
 }
@@ -479,7 +483,7 @@ func (s *Service) Renew(ctx context.Context, req Request) (*Result, error) {
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "renewed", slog.String("device", dev.ID), slog.String("cert", rec.Serial),
 			slog.String("from", serial), slog.String("transport", req.Transport))
-		return &Result{Certificate: cert, Chain: s.ca.Chain(), DeviceID: committed.ID, State: committed.State, Zone: committed.Zone}, nil
+		return &Result{Certificate: cert, Chain: s.ca.ChainOf(cert), DeviceID: committed.ID, State: committed.State, Zone: committed.Zone}, nil
 	}
 	return nil, &Error{Reason: ReasonOverloaded, Msg: "concurrent requests for this device; retry", RetryAfter: s.retryAfter}
 }
@@ -722,7 +726,7 @@ func (s *Service) result(d device.Device, c *device.Certificate, replayed bool) 
 	if err != nil {
 		return nil, s.internal("stored certificate", err)
 	}
-	return &Result{Certificate: cert, Chain: s.ca.Chain(), DeviceID: d.ID, State: d.State, Zone: d.Zone, Replayed: replayed}, nil
+	return &Result{Certificate: cert, Chain: s.ca.ChainOf(cert), DeviceID: d.ID, State: d.State, Zone: d.Zone, Replayed: replayed}, nil
 }
 
 func (s *Service) internal(op string, err error) *Error {

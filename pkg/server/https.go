@@ -51,6 +51,7 @@ func (s *Server) buildHTTPS(srvCert tls.Certificate) error {
 		if err != nil {
 			return fmt.Errorf("https: %w", err)
 		}
+		p.conf.Certificates, p.conf.GetCertificate = nil, s.httpsCertificate // follows CA rollovers (ca.go)
 	}
 	s.https = p
 	return nil

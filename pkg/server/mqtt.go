@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,15 +11,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/embark-iot/embark/pkg/broker"
 	"github.com/embark-iot/embark/pkg/desired"
-	"github.com/embark-iot/embark/pkg/device"
 	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/mqttwire"
 	"github.com/embark-iot/embark/pkg/onboard"
-	"github.com/embark-iot/embark/pkg/store"
 )
 
 // MQTTDir holds Embark's MQTT service identity, inside the data directory.
@@ -35,9 +34,12 @@ type mqttParts struct {
 	nonces    *mqttsrv.Nonces
 	roots     *x509.CertPool // of the broker's server certificate
 	url       *url.URL
-	srv       *mqttsrv.Server
-	cancel    context.CancelFunc
-	done      chan struct{}
+	srv       atomic.Pointer[mqttsrv.Server]
+
+	clientMu sync.Mutex // serialises starting and stopping Embark's client
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closed   bool // by closeMQTT: the client is not started again
 }
 
 // buildMQTT prepares the MQTT transport; nothing listens or connects until
@@ -52,15 +54,7 @@ func (s *Server) buildMQTT(ctx context.Context, srvCert tls.Certificate) error {
 	if p.service, err = broker.LoadOrCreateService(filepath.Join(s.cfg.DataDir, MQTTDir), m.ClientID); err != nil {
 		return err
 	}
-	rc, err := s.ca.ResponderCertificate(&url.URL{Scheme: "urn", Opaque: "embark:responder"}, 90*24*time.Hour)
-	if err != nil {
-		return err
-	}
-	key, ok := rc.PrivateKey.(crypto.Signer)
-	if !ok {
-		return fmt.Errorf("server: responder key is a %T", rc.PrivateKey)
-	}
-	if p.responder, err = mqttwire.NewSigner(key, []*x509.Certificate{rc.Leaf, s.ca.Intermediate()}); err != nil {
+	if p.responder, err = s.newResponder(); err != nil {
 		return err
 	}
 	if p.nonces, err = mqttsrv.NewNonces(ctx, s.store, time.Duration(m.NonceTTL), s.clock); err != nil {
@@ -87,10 +81,14 @@ func (s *Server) buildMQTT(ctx context.Context, srvCert tls.Certificate) error {
 			p.roots.AddCert(s.ca.Root())
 		}
 	} else {
-		p.roots.AddCert(s.ca.Root())
+		for _, r := range s.ca.Roots() {
+			p.roots.AddCert(r)
+		}
 		p.broker, err = broker.New(broker.Config{
-			Certificate: srvCert,
-			Auth:        &brokerAuth{core: s.core, service: p.service, name: m.ClientID},
+			// The server certificate of the moment: a CA rollover moves it
+			// to the new intermediate while devices keep connecting.
+			GetCertificate: s.currentServerCertificate,
+			Auth:           &brokerAuth{core: s.core, service: p.service, name: m.ClientID},
 			// Room for the topic and properties around the largest message
 			// Embark accepts, so that Embark answers "payload_too_large"
 			// itself up to there.
@@ -123,6 +121,18 @@ func (s *Server) startMQTT() error {
 		p.url = &url.URL{Scheme: "mqtts", Host: ln.Addr().String()}
 		s.log.Info("listening", slog.String("proto", "mqtts (embedded MQTT v5 broker)"), slog.String("addr", ln.Addr().String()))
 	}
+	return s.startMQTTClient(p)
+}
+
+// startMQTTClient starts Embark's client of the broker, signing with
+// p.responder.
+func (s *Server) startMQTTClient(p *mqttParts) error {
+	p.clientMu.Lock()
+	defer p.clientMu.Unlock()
+	return s.startMQTTClientLocked(p)
+}
+
+func (s *Server) startMQTTClientLocked(p *mqttParts) error {
 	clientTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{p.service.Cert},
@@ -151,11 +161,12 @@ func (s *Server) startMQTT() error {
 	if err != nil {
 		return err
 	}
-	p.srv = srv
+	p.srv.Store(srv)
 	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel, p.done = cancel, make(chan struct{})
+	done := make(chan struct{})
+	p.cancel, p.done = cancel, done
 	go func() {
-		defer close(p.done)
+		defer close(done)
 		if err := srv.Run(ctx); err != nil {
 			s.log.Error("mqtt", slog.Any("err", err))
 		}
@@ -173,11 +184,10 @@ func (s *Server) closeMQTT() error {
 	if p == nil {
 		return nil
 	}
-	if p.cancel != nil {
-		p.cancel()
-		<-p.done
-		p.cancel = nil
-	}
+	p.clientMu.Lock()
+	p.closed = true
+	p.stopMQTTClientLocked()
+	p.clientMu.Unlock()
 	if p.broker != nil {
 		return p.broker.Close()
 	}
@@ -203,83 +213,15 @@ func (s *Server) MQTT() *mqttsrv.Server {
 	if s.mqtt == nil {
 		return nil
 	}
-	return s.mqtt.srv
+	return s.mqtt.srv.Load()
 }
 
-// mqttRevoked cuts the broker connections of revoked certificates and
-// tells their devices, when the device itself is revoked or decommissioned
-// (a superseded certificate is routine and needs no command).
-func (s *Server) mqttRevoked(serials []string) {
-	p := s.mqtt
-	if p == nil {
-		return
-	}
-	if p.broker != nil {
-		if n := p.broker.Disconnect(serials...); n > 0 {
-			s.log.Info("dropped broker connections of revoked certificates", slog.Int("connections", n))
-		}
-	}
-	if p.srv == nil {
-		return
-	}
-	ids := map[string]device.Device{}
-	_ = s.store.View(context.Background(), func(r store.Reader) error {
-		for _, serial := range serials {
-			c, err := r.Certificate(serial)
-			if err != nil {
-				continue
-			}
-			if d, err := r.Device(c.DeviceID); err == nil {
-				ids[d.ID] = d
-			}
-		}
-		return nil
-	})
-	// Publishing may wait for the broker: the revocation itself is done.
-	go func() {
-		for id, d := range ids {
-			if d.State != device.Revoked && d.State != device.Decommissioned {
-				continue
-			}
-			_, err := s.desired.Set(context.Background(), id, "system", func(ds *desired.Desired) {
-				ds.Revoked, ds.Reason = true, "device "+string(d.State)
-			})
-			if err != nil {
-				s.log.Warn("mqtt: revoked command", slog.String("device", id), slog.Any("err", err))
-			}
-		}
-	}()
-}
-
-// mqttMoved follows a device's new zone: the broker recomputes its grants
-// and the device is told its zone.
-func (s *Server) mqttMoved(ctx context.Context, ids []string) {
-	p := s.mqtt
-	if p == nil {
-		return
-	}
-	for _, id := range ids {
-		if p.broker != nil {
-			p.broker.Refresh(id)
-		}
-		if p.srv == nil {
-			continue
-		}
-		var d device.Device
-		if err := s.store.View(ctx, func(r store.Reader) error {
-			var err error
-			d, err = r.Device(id)
-			return err
-		}); err != nil {
-			continue
-		}
-		cur, err := s.desired.Of(ctx, id)
-		if err != nil || cur.Zone == d.Zone || d.State == device.Revoked || d.State == device.Decommissioned {
-			continue
-		}
-		if _, err := s.desired.Set(ctx, id, "policy", func(ds *desired.Desired) { ds.Zone = d.Zone }); err != nil {
-			s.log.Warn("mqtt: zone command", slog.String("device", id), slog.Any("err", err))
-		}
+// stopMQTTClientLocked stops Embark's client of the broker, if it runs.
+func (p *mqttParts) stopMQTTClientLocked() {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+		p.cancel = nil
 	}
 }
 

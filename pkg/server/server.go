@@ -25,6 +25,7 @@ import (
 	"github.com/embark-iot/embark/pkg/onboard"
 	"github.com/embark-iot/embark/pkg/operator"
 	"github.com/embark-iot/embark/pkg/owner"
+	"github.com/embark-iot/embark/pkg/registrar"
 	"github.com/embark-iot/embark/pkg/store"
 	"github.com/embark-iot/embark/pkg/store/bolt"
 	"github.com/embark-iot/embark/pki"
@@ -99,6 +100,8 @@ type Server struct {
 	desired    *desired.Store
 	https      *httpsParts
 	admin      http.Handler
+	own        caParts // what a CA rollover moves (ca.go)
+	registrar  *registrar.Registrar
 
 	mu       sync.Mutex
 	udpAddr  net.Addr
@@ -201,35 +204,34 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.core = core
-	var dns []string
-	var ips []net.IP
-	for _, n := range cfg.ServerNames {
-		if ip := net.ParseIP(n); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, n)
-		}
-	}
-	srvCert, err := ca.ServerCertificate(dns, ips, 90*24*time.Hour)
+	srvCert, err := s.issueServerCertificate()
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	if err := s.buildRegistrar(srvCert); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.desired = desired.New(db, s.clock)
 	s.coap, err = estcoap.New(estcoap.Config{
 		Core:             core,
-		CACerts:          ca.Chain,
+		CACerts:          ca.CACerts,
 		Certificate:      srvCert,
+		GetCertificate:   s.currentServerCertificate,
 		MaxBody:          cfg.CoAP.MaxBody,
 		HandshakeTimeout: time.Duration(cfg.CoAP.HandshakeTimeout),
 		Logger:           s.log,
 		CertStatus:       core.CertUsable,
 		CRL:              s.crl.Current,
+		CRLOf:            s.crl.CurrentFor,
+		Desired:          s.desired,
+		Registrar:        s.voucherRegistrar(),
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.desired = desired.New(db, s.clock)
 	if err := s.buildMQTT(ctx, srvCert); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("server: %w", err)
@@ -251,6 +253,8 @@ func New(ctx context.Context, cfg config.Config, opts ...Option) (*Server, error
 		CRL:          s.crl.Current,
 		Commands:     commander{s},
 		Operators:    s.adminOperators(),
+		CA:           caAdmin{s},
+		Registrar:    s.adminRegistrar(),
 	})
 	return s, nil
 }
@@ -306,6 +310,7 @@ func (s *Server) startBackground() {
 		s.crl.Run(ctx)
 	}()
 	s.startAuditCheckpoints(ctx)
+	s.runCampaigns(ctx)
 	go func() {
 		defer s.bg.Done()
 		for {
@@ -326,7 +331,7 @@ func (s *Server) startBackground() {
 				}
 				s.log.Info("re-evaluation done", slog.String("cause", cause), slog.Int("evaluated", res.Evaluated),
 					slog.Int("changed", res.Changed), slog.Int("tightened", res.Tightened))
-				s.mqttMoved(ctx, res.Moved)
+				s.followMoved(ctx, res.Moved)
 			}
 		}
 	}()
@@ -431,6 +436,7 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	errs = append(errs, s.closeMQTT())
 	errs = append(errs, s.closeHTTPS())
+	s.closeRegistrar()
 	s.mu.Lock()
 	if s.store != nil {
 		errs = append(errs, s.store.Close())
@@ -451,7 +457,7 @@ func (s *Server) CA() *pki.CA { return s.ca }
 // revoked drops the live sessions of revoked certificates.
 func (s *Server) revoked(serials []string) {
 	s.crl.Trigger()
-	s.mqttRevoked(serials)
+	s.followRevoked(serials)
 	if s.coap == nil {
 		return
 	}
@@ -495,6 +501,7 @@ func (s *Server) status() map[string]any {
 		}
 	}
 	s.httpsStatus(out, l)
+	s.registrarStatus(out)
 	out["listeners"] = l
 	out["ca_root"] = s.ca.Root().Subject.String()
 	return out

@@ -498,7 +498,8 @@ func TestDiscovery(t *testing.T) {
 		"/est/att":  `rt="ace.est.att";ct=285`,
 	}
 	// Besides EST, the server lists the device's network profile.
-	withProfile := map[string]string{"/embark/profile": `rt="embark.profile";ct=50`, "/embark/crl": `rt="embark.crl";ct=42`, "/est": `rt="ace.est"`}
+	withProfile := map[string]string{"/embark/profile": `rt="embark.profile";ct=50`, "/embark/crl": `rt="embark.crl";ct=42`, "/est": `rt="ace.est"`,
+		"/embark/status": `rt="embark.status";ct=60;obs`}
 	for k, v := range est {
 		withProfile[k] = v
 	}

@@ -8,4 +8,9 @@
 // with 5.03 and Max-Age, and answers magic subject common names ([CNHeld],
 // [CNGhost], ...) with error answers. It is not Embark's server and makes
 // no policy decisions.
+//
+// It also serves Embark's status resource (/embark/status: GET, observable,
+// and POST {"applied": n}) for LDevIDs of its intermediate, with a document
+// per device subject common name that a test changes with
+// [Server.SetStatus] and ends with [Server.Revoke].
 package esttest

@@ -68,6 +68,8 @@ type Server struct {
 	issued   map[string]*x509.Certificate // by CSR public key (DER SPKI)
 	seen     map[string]int               // requests by CSR public key
 	requests int
+
+	statusState statusState // status.go
 }
 
 // Start serves on a loopback port until Close.
@@ -167,6 +169,7 @@ func (s *Server) router() *mux.Router {
 			_ = w.SetResponse(codes.Content, formatCSRAttrs, bytes.NewReader([]byte{0x30, 0x00}))
 		}))
 	}
+	s.routeStatus(r)
 	_ = r.Handle("/.well-known/core", mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 		links := `</.well-known/est/crts>;rt="ace.est.crts";ct="281 287",</est/sen>;rt="ace.est.sen";ct="281 287"`
 		_ = w.SetResponse(codes.Content, message.AppLinkFormat, bytes.NewReader([]byte(links)))
