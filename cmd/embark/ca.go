@@ -20,7 +20,6 @@ import (
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/cabackup"
 	"github.com/embark-iot/embark/pkg/server"
-	"github.com/embark-iot/embark/pki"
 )
 
 // caFlags lists the flags each ca subcommand takes (besides --data).
@@ -98,11 +97,6 @@ func runCA(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func caBackup(out io.Writer, caDir, pubFile, outFile string) error {
-	// A backup holds one generation's files; after a rollover it would
-	// restore a CA that no longer knows the active intermediate.
-	if _, err := os.Stat(filepath.Join(caDir, pki.StateFile)); err == nil {
-		return fmt.Errorf("the CA in %s has rolled over (%s): a backup would hold only its first generation; copy the whole CA directory instead", caDir, pki.StateFile)
-	}
 	if _, err := os.Lstat(outFile); err == nil {
 		return fmt.Errorf("%s exists; choose another name", outFile)
 	} else if !errors.Is(err, fs.ErrNotExist) {

@@ -13,7 +13,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -106,6 +108,9 @@ func ReadCA(dir string) (Contents, error) {
 		}
 		c.Files[name] = b
 	}
+	if err := readGenerations(dir, c.Files); err != nil {
+		return Contents{}, fmt.Errorf("cabackup: read CA: %w", err)
+	}
 	root, err := checkCA(c.Files)
 	if err != nil {
 		return Contents{}, fmt.Errorf("cabackup: %s: %w", dir, err)
@@ -113,6 +118,52 @@ func ReadCA(dir string) (Contents, error) {
 	c.RootSHA256 = fingerprint(root)
 	return c, nil
 }
+
+// generationFile matches the files a CA rollover adds (package pki): the
+// state file, and each generation's intermediate, new root and bridge.
+var generationFile = regexp.MustCompile(`^(` + regexp.QuoteMeta(pki.StateFile) + `|` + regexp.QuoteMeta(pki.GenerationsDir) +
+	`/[0-9]{1,6}/(intermediate\.crt|intermediate\.key|root\.crt|root\.key|bridge\.crt))$`)
+
+// readGenerations adds the rollover files of dir, if any, under their
+// slash-separated relative names.
+func readGenerations(dir string, files map[string][]byte) error {
+	state, err := os.ReadFile(filepath.Join(dir, pki.StateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	files[pki.StateFile] = state
+	gens := filepath.Join(dir, pki.GenerationsDir)
+	return filepath.WalkDir(gens, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if !generationFile.MatchString(name) {
+			return nil // not CA material (a leftover of an interrupted rollover)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files[name] = b
+		return nil
+	})
+}
+
+// knownFile reports whether a backup may hold a file of this name.
+func knownFile(name string) bool {
+	return slices.Contains(Files, name) || generationFile.MatchString(name)
+}
+
+// isKey reports whether a CA file holds a private key.
+func isKey(name string) bool { return strings.HasSuffix(name, ".key") }
 
 func fingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
@@ -132,6 +183,16 @@ func Seal(c Contents, to *PublicKey, now time.Time) ([]byte, error) {
 		if b, ok := c.Files[name]; ok {
 			p.Files = append(p.Files, payloadFile{Name: name, Data: b})
 		}
+	}
+	var extra []string
+	for name := range c.Files {
+		if !slices.Contains(Files, name) && generationFile.MatchString(name) {
+			extra = append(extra, name)
+		}
+	}
+	slices.Sort(extra)
+	for _, name := range extra {
+		p.Files = append(p.Files, payloadFile{Name: name, Data: c.Files[name]})
 	}
 	plain, err := encMode.Marshal(p)
 	if err != nil {
@@ -241,7 +302,7 @@ func Open(data []byte, key *PrivateKey) (Contents, error) {
 	}
 	c := Contents{Created: time.Unix(p.Created, 0).UTC(), Files: map[string][]byte{}}
 	for _, f := range p.Files {
-		if !slices.Contains(Files, f.Name) {
+		if !knownFile(f.Name) {
 			return Contents{}, fmt.Errorf("%w: unexpected file %q", ErrContent, f.Name)
 		}
 		if _, dup := c.Files[f.Name]; dup {
@@ -271,7 +332,7 @@ func Restore(data []byte, key *PrivateKey, caDir string) (Contents, error) {
 		return Contents{}, err
 	}
 	var present []string
-	for _, name := range append(slices.Clone(Files), pki.ServerCertFile, pki.ServerKeyFile) {
+	for _, name := range append(slices.Clone(Files), pki.ServerCertFile, pki.ServerKeyFile, pki.StateFile, pki.GenerationsDir) {
 		if _, err := os.Lstat(filepath.Join(caDir, name)); err == nil {
 			present = append(present, name)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -289,18 +350,24 @@ func Restore(data []byte, key *PrivateKey, caDir string) (Contents, error) {
 		for _, p := range written {
 			_ = os.Remove(p)
 		}
+		_ = os.RemoveAll(filepath.Join(caDir, pki.GenerationsDir))
 	}
-	for _, name := range Files {
-		b, ok := c.Files[name]
-		if !ok {
-			continue
-		}
+	names := make([]string, 0, len(c.Files))
+	for name := range c.Files {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
 		perm := os.FileMode(0o644)
-		if name == pki.RootKeyFile || name == pki.IntermediateKeyFile {
+		if isKey(name) {
 			perm = 0o600
 		}
-		p := filepath.Join(caDir, name)
-		if err := writeNew(p, b, perm); err != nil {
+		p := filepath.Join(caDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			rollback()
+			return Contents{}, fmt.Errorf("cabackup: restore: %w", err)
+		}
+		if err := writeNew(p, c.Files[name], perm); err != nil {
 			rollback()
 			return Contents{}, err
 		}

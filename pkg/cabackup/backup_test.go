@@ -340,3 +340,48 @@ func TestInteropCircl(t *testing.T) {
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
+
+// A CA that rolled over (a new intermediate, then a new root) is backed up
+// whole: the restored CA has the same active intermediate and issues under
+// it, and still verifies what the first generation issued.
+func TestRestoreAfterRollover(t *testing.T) {
+	caDir, orig := newCA(t)
+	firstKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, err := orig.IssueLDevID(pki.LDevIDRequest{PublicKey: &firstKey.PublicKey, DeviceID: "urn:dev:embark:acme:EARLY", Lifetime: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := orig.Rollover(pki.RolloverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	active, err := orig.Rollover(pki.RolloverOptions{NewRoot: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := mustGenerate(t)
+	backup := mustSeal(t, caDir, k.Public())
+	dest := filepath.Join(t.TempDir(), "data", "ca")
+	if _, err := Restore(backup, k, dest); err != nil {
+		t.Fatal(err)
+	}
+	restored, err := pki.Load(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := restored.ActiveIssuer(); got.ID != active.ID || len(restored.Issuers()) != 3 {
+		t.Fatalf("restored active issuer %s of %d, want %s of 3", got.ID, len(restored.Issuers()), active.ID)
+	}
+	if err := restored.VerifyLDevID(early, t0.Add(time.Hour)); err != nil && !errors.Is(err, pki.ErrExpired) && !errors.Is(err, pki.ErrNotYetValid) {
+		t.Fatalf("a first-generation LDevID after restore: %v", err)
+	}
+	if !restored.IssuedHere(early) {
+		t.Fatal("the restored CA does not know the first generation")
+	}
+	// A second restore into the same place is refused and changes nothing.
+	if _, err := Restore(backup, k, dest); !errors.Is(err, ErrExists) {
+		t.Fatalf("restore over a restored CA: %v, want ErrExists", err)
+	}
+}
