@@ -102,5 +102,7 @@ func printFactoryResult(w io.Writer, res *factory.Result) {
 	fmt.Fprintf(w, "output in %s\n\nnext steps:\n", res.Dir)
 	fmt.Fprintf(w, "  embark manufacturer trust %s\n", filepath.Join(res.Dir, "trust.json"))
 	fmt.Fprintf(w, "  embark provenance import %s\n", filepath.Join(res.Dir, "manifest.json"))
-	fmt.Fprintf(w, "  firmware-sim fleet --factory %s --server coaps://127.0.0.1:5684 --ca EMBARK-ROOT.pem\n", res.Dir)
+	fmt.Fprintf(w, "  firmware-sim masa --factory %s --listen 127.0.0.1:8444 &\n", res.Dir)
+	fmt.Fprintf(w, "  embark manufacturer masa %s https://127.0.0.1:8444\n", res.Manufacturer)
+	fmt.Fprintf(w, "  firmware-sim fleet --factory %s --server coaps://127.0.0.1:5684   (zero touch; --ca EMBARK-ROOT.pem for out-of-band trust)\n", res.Dir)
 }

@@ -59,6 +59,23 @@
 // has the same counts (nothing is ever ignored: the session authenticates
 // Embark).
 //
+// # Zero touch
+//
+// Without [Options].RootFile (over CoAP) the devices are factory-fresh:
+// they know no Embark root, only the voucher anchors of the factory's
+// firmware image. The enrollment phase becomes "zero-touch": each device
+// opens a provisional session with its IDevID, asks for a voucher with a
+// fresh nonce, verifies it (serial, nonce, signature, validity with the
+// simulator's clock), verifies the server's chain against the domain the
+// voucher pins, reports voucher status (/vs), enrolls on the same session,
+// checks its LDevID against the verified chain and reports enrollment
+// status (/es). A voucher the device refuses is final, with a reason such
+// as "voucher_wrong_nonce" or "server_not_pinned". The later phases trust
+// the root the devices pinned. Mode "both" runs the /crts ceiling after the
+// zero-touch pass; mode "compare" (with a root) enrolls the first half of
+// the devices with it and the second half zero-touch, and reports the
+// ratio. [Options].AllowNonceless accepts prefetched nonceless vouchers.
+//
 // # Retries
 //
 // 5.03 Service Unavailable ("held", "overloaded") is answered by resending

@@ -1,6 +1,7 @@
 package masa
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +60,6 @@ type MASA struct {
 	o      Options
 	mfr    *factory.Manufacturer
 	signer *voucher.Signer
-	idevid *x509.CertPool // the manufacturer's root and IDevID CA
-	inter  *x509.CertPool
 	cert   tls.Certificate
 	log    *slog.Logger
 	vlog   *voucherLog
@@ -123,10 +123,6 @@ func New(o Options) (*MASA, error) {
 		return nil, err
 	}
 	m := &MASA{o: o, mfr: mfr, signer: signer, log: o.Logger, sales: sales, regs: regs, verified: map[string]verifiedLeaf{}}
-	m.idevid = x509.NewCertPool()
-	m.idevid.AddCert(mfr.Root)
-	m.inter = x509.NewCertPool()
-	m.inter.AddCert(mfr.Intermediate)
 	if m.cert, err = m.issueTLSCert(); err != nil {
 		return nil, err
 	}
@@ -449,8 +445,7 @@ func (m *MASA) requestVoucher(req Request, rec *logRecord) ([]byte, error) {
 		PinnedDomainCert: reg.domainCA.Raw, CreatedOn: now.UTC().Truncate(time.Second)}
 	if sr.Pledge != nil {
 		leaf := sr.Pledge.Chain[0]
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: m.idevid, Intermediates: m.inter,
-			CurrentTime: leaf.NotBefore.Add(time.Second), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		if err := m.issuedHere(leaf); err != nil {
 			return nil, refusal(http.StatusForbidden, ReasonUntrustedIDevID, "the pledge request is not signed by an IDevID of %s: %v", m.mfr.Name, err)
 		}
 		if manifest.KeyFingerprint(leaf.RawSubjectPublicKeyInfo) != s.idevid {
@@ -495,6 +490,21 @@ func (m *MASA) requestVoucher(req Request, rec *logRecord) ([]byte, error) {
 	}
 	rec.Assertion, rec.Voucher = v.Assertion.String(), sha256Hex(signed)
 	return out, nil
+}
+
+// issuedHere checks that the manufacturer's IDevID CA (or root) signed an
+// IDevID for client authentication. Expiry is not the MASA's to judge: the
+// owner's policy decides about expired IDevIDs.
+func (m *MASA) issuedHere(leaf *x509.Certificate) error {
+	if !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) || leaf.IsCA {
+		return fmt.Errorf("%s is not a device certificate for client authentication", leaf.Subject)
+	}
+	for _, ca := range []*x509.Certificate{m.mfr.Intermediate, m.mfr.Root} {
+		if bytes.Equal(leaf.RawIssuer, ca.RawSubject) && leaf.CheckSignatureFrom(ca) == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not issued by %s or %s", leaf.Subject, m.mfr.Intermediate.Subject, m.mfr.Root.Subject)
 }
 
 func sha256Hex(b []byte) string {

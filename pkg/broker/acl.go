@@ -21,6 +21,8 @@ const (
 	TopicState  = "state"
 	TopicResp   = "resp"
 	TopicCmd    = "cmd"
+	// TopicVoucher takes a device's voucher request (its IDevID's).
+	TopicVoucher = "voucher"
 )
 
 // Namespace returns the topic namespace of a device, "embark/v1/<id>".
@@ -29,7 +31,7 @@ func Namespace(deviceID string) string { return TopicRoot + "/" + deviceID }
 // reserved are the protocol subtrees of every device namespace.
 var reserved = func() [][]string {
 	var r [][]string
-	for _, p := range []string{TopicNonce, TopicEnroll, TopicRenew, TopicState, TopicResp, TopicCmd} {
+	for _, p := range []string{TopicNonce, TopicEnroll, TopicRenew, TopicState, TopicResp, TopicCmd, TopicVoucher} {
 		r = append(r, []string{"embark", "v1", "+", p, "#"})
 	}
 	return r
@@ -74,7 +76,7 @@ func compileACL(id Identity) (a *acl, ignored []string, err error) {
 		return append(append([]string(nil), nsLevels...), levels...)
 	}
 	if id.Kind == KindIDevID {
-		a.writes = []string{ns + "/" + TopicNonce, ns + "/" + TopicEnroll}
+		a.writes = []string{ns + "/" + TopicNonce, ns + "/" + TopicEnroll, ns + "/" + TopicVoucher}
 		a.reads = [][]string{sub(TopicResp, "#")}
 		return a, nil, nil
 	}

@@ -56,6 +56,9 @@ func TestACLAllowed(t *testing.T) {
 	}{
 		{"ok/idevid writes nonce", idevid, A + "/nonce", w, true},
 		{"ok/idevid writes enroll", idevid, A + "/enroll", w, true},
+		{"ok/idevid writes voucher", idevid, A + "/voucher", w, true},
+		{"fail/idevid writes another's voucher", idevid, B + "/voucher", w, false},
+		{"fail/ldevid writes voucher", ldevid, A + "/voucher", w, false},
 		{"ok/idevid reads resp", idevid, A + "/resp", r, true},
 		{"ok/idevid reads resp subtree", idevid, A + "/resp/#", r, true},
 		{"ok/idevid reads one response", idevid, A + "/resp/42", r, true},

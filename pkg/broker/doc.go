@@ -42,10 +42,11 @@
 // topic level). The protocol topics are:
 //
 //	NS/nonce NS/enroll NS/renew NS/state   device → Embark requests
+//	NS/voucher                             device → Embark voucher request (IDevID)
 //	NS/resp, NS/resp/#                     Embark → device responses
 //	NS/cmd                                 Embark → device retained desired state
 //
-// IDevID clients may publish NS/nonce and NS/enroll and subscribe to
+// IDevID clients may publish NS/nonce, NS/enroll and NS/voucher and subscribe to
 // NS/resp and NS/resp/#; nothing else. LDevID clients may publish NS/nonce,
 // NS/renew and NS/state, subscribe to NS/resp, NS/resp/# and NS/cmd, and
 // read and write the topic filters of their zone (Identity.Topics). Zone

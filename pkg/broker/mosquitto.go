@@ -182,6 +182,7 @@ func deviceACL(manufacturers []string) string {
 		ns := TopicRoot + "/" + DeviceURNPrefix + m + ":%u/"
 		line("pattern write %s%s", ns, TopicNonce)
 		line("pattern write %s%s", ns, TopicEnroll)
+		line("pattern write %s%s", ns, TopicVoucher)
 		line("pattern read %s%s", ns, TopicResp)
 		line("pattern read %s%s/#", ns, TopicResp)
 	}

@@ -19,6 +19,10 @@
 // authority key identifier of its certificate ([Config].CRLOf); without it
 // the active intermediate's.
 //
+// With a registrar configured, the constrained BRSKI resources
+// /.well-known/brski/rv (voucher request, 836), vs and es (status
+// telemetry, 60) are served too (brski.go).
+//
 // A successful POST answers 2.04 Changed with 281 (default) or 287 (Accept).
 // Refusals carry a text/plain diagnostic payload "reason: message" with the
 // core's reason code. "Not yet" (held for approval, overloaded) is 5.03

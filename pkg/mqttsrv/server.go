@@ -59,6 +59,8 @@ type Config struct {
 	SessionExpiry time.Duration
 	Logger        *slog.Logger
 	Clock         func() time.Time
+	// Registrar, if set, answers voucher requests (voucher.go).
+	Registrar VoucherRegistrar
 }
 
 // Server serves devices over MQTT: it is a client of the broker,
@@ -304,6 +306,10 @@ func (s *Server) handle(ctx context.Context, p *paho.Publish) {
 	if len(p.Payload) > mqttwire.MaxMessage {
 		s.refuse(ctx, respTopic, &resp, &onboard.Error{Reason: onboard.ReasonPayloadTooLarge,
 			Msg: fmt.Sprintf("%d bytes, limit %d", len(p.Payload), mqttwire.MaxMessage)})
+		return
+	}
+	if op == mqttwire.OpVoucher {
+		s.handleVoucher(ctx, respTopic, &resp, p.Payload)
 		return
 	}
 	sr, err := mqttwire.OpenRequest(p.Payload)

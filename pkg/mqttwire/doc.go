@@ -23,6 +23,8 @@
 //	<ns>/enroll   device → Embark   Request{Op: "enroll"}, signed with the IDevID key
 //	<ns>/renew    device → Embark   Request{Op: "renew"}, signed with the LDevID key
 //	<ns>/state    device → Embark   Request{Op: "state"}: the command generation applied
+//	<ns>/voucher  device → Embark   a voucher request (package voucher), signed with the IDevID;
+//	                                 the Response carries the voucher
 //	<ns>/resp[/…] Embark → device   Response, to the MQTT v5 response topic of the request
 //	<ns>/cmd      Embark → device   Command, retained: the desired state of the device
 //

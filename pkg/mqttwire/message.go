@@ -86,6 +86,10 @@ type Response struct {
 	NonceTTL    uint32   `cbor:"12,keyasint,omitempty"`
 	Zone        string   `cbor:"13,keyasint,omitempty"`
 	State       string   `cbor:"14,keyasint,omitempty"`
+	// Voucher is the COSE voucher answering a voucher request (Op
+	// "voucher"): the device verifies it, pins the domain it names, and
+	// only then can verify this response's signature.
+	Voucher []byte `cbor:"15,keyasint,omitempty"`
 }
 
 // Command is the signed desired-state document of a device, published

@@ -17,10 +17,13 @@ const (
 	OpEnroll Op = "enroll"
 	OpRenew  Op = "renew"
 	OpState  Op = "state"
+	// OpVoucher carries a device's signed voucher request (package
+	// voucher), published with its IDevID; the answer carries the voucher.
+	OpVoucher Op = "voucher"
 )
 
 // Ops lists the request operations, in the order Embark subscribes to them.
-var Ops = []Op{OpNonce, OpEnroll, OpRenew, OpState}
+var Ops = []Op{OpNonce, OpEnroll, OpRenew, OpState, OpVoucher}
 
 // MaxDeviceID bounds the device identifier in a topic.
 const MaxDeviceID = 256

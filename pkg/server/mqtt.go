@@ -157,6 +157,7 @@ func (s *Server) startMQTTClientLocked(p *mqttParts) error {
 		Desired:   s.desired,
 		Logger:    s.log,
 		Clock:     s.clock,
+		Registrar: s.mqttRegistrar(),
 	})
 	if err != nil {
 		return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/estcoap"
+	"github.com/embark-iot/embark/pkg/mqttsrv"
 	"github.com/embark-iot/embark/pkg/registrar"
 )
 
@@ -99,6 +100,15 @@ func (s *Server) voucherRegistrar() estcoap.VoucherRegistrar {
 // adminRegistrar is the registrar as the admin API takes it: a nil
 // interface when there is none.
 func (s *Server) adminRegistrar() admin.VoucherRegistrar {
+	if s.registrar == nil {
+		return nil
+	}
+	return s.registrar
+}
+
+// mqttRegistrar is the registrar as the MQTT adapter takes it: a nil
+// interface when there is none.
+func (s *Server) mqttRegistrar() mqttsrv.VoucherRegistrar {
 	if s.registrar == nil {
 		return nil
 	}

@@ -73,6 +73,12 @@ if [ -n "${PROFILE:-}" ]; then # PROFILE=FILE: the server's CPU profile of the f
 fi
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' /proc/$1/stat; }
 S0=$(cpu $SERVER) F0=$(cpu $FLEET)
+if [ -n "${GOROUTINES:-}" ]; then # GOROUTINES=FILE: the server's goroutines 3s into the campaign
+  ( sleep 3; curl -s --unix-socket "$D/admin.sock" "http://embark/debug/pprof/goroutine?debug=1" -o "$GOROUTINES" ) &
+fi
+if [ -n "${STRACE:-}" ]; then # STRACE=FILE: the server's write and sync calls during 5s of the campaign
+  timeout -s INT 5 strace -f -c -w -e trace=fdatasync,fsync,pwrite64 -p $SERVER -o "$STRACE" 2>/dev/null &
+fi
 T0=$(date +%s.%N)
 timeout 600 "$BIN/embark" rotate all --rate 0 --timeout 2m --wait --data "$D" | tee "$WORK/rotate.txt"
 T1=$(date +%s.%N)
@@ -85,6 +91,13 @@ echo "still connected after the rotation: $(($(connected) - 1)) devices"
 kill $FLEET 2>/dev/null || true
 wait $FLEET 2>/dev/null || true
 kill $SERVER
+for _ in $(seq 60); do kill -0 $SERVER 2>/dev/null || break; sleep 0.5; done
+if kill -0 $SERVER 2>/dev/null; then
+  kill -QUIT $SERVER
+  wait $SERVER 2>/dev/null || true
+  cp "$WORK/server.log" "${TMPDIR:-/tmp}/rotation-server-stuck.log"
+  echo "the server did not stop within 30s of SIGTERM; its goroutines: ${TMPDIR:-/tmp}/rotation-server-stuck.log" >&2
+fi
 wait $SERVER 2>/dev/null || true
 if grep -q 'level=ERROR' "$WORK/server.log"; then
   echo "== server errors"

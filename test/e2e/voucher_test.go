@@ -275,3 +275,29 @@ func TestOfflineSite(t *testing.T) {
 		t.Fatalf("%d offline vouchers served, want %d", offline, n+2)
 	}
 }
+
+// TestCompareMode: half the devices enroll with the out-of-band root, half
+// zero-touch, in one run; the zero-touch report gives its rate as a
+// fraction of the other.
+func TestCompareMode(t *testing.T) {
+	const n = 40
+	e := startEmbark(t, nil)
+	fdir := mintOwned(t, e, n)
+	m := startMASA(t, fdir)
+	e.trustAndImport(t, fdir)
+	e.setMASA(t, m.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(), RootFile: e.root,
+		Mode: fleet.ModeCompare, Concurrency: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reports) != 2 || reports[0].Phase != fleet.PhaseEnroll || reports[1].Phase != fleet.PhaseZeroTouch ||
+		reports[0].OK != n/2 || reports[1].OK != n/2 || reports[1].Ceiling != fleet.PhaseEnroll || reports[1].OfCeiling <= 0 {
+		t.Fatalf("reports %v", reports)
+	}
+	if st := m.Stats(); st.Issued != n/2 {
+		t.Fatalf("MASA %+v: only the zero-touch half asks for vouchers", st)
+	}
+}
