@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 
+	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/fleet"
 )
 
@@ -31,6 +32,8 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		"the broker: mqtts://host[:port] (default "+defaultCoAPServer+", or "+defaultMQTTServer+" with --transport mqtt)")
 	fs.StringVar(&o.RootFile, "ca", "", "Embark root certificate, PEM, given out of band to authenticate the server; without it (CoAP)\n"+
 		"devices onboard zero-touch: a voucher from the manufacturer's MASA tells them which domain to trust")
+	fs.StringVar(&o.VoucherTarget, "voucher", "", "zero touch: Embark's plain CoAP voucher listener, coap://host[:port] (default: the --server host, port "+
+		estclient.DefaultVoucherPort+")")
 	fs.BoolVar(&o.AllowNonceless, "allow-nonceless", false, "zero touch: devices accept nonceless (prefetched) vouchers, checking their expiry with their clock")
 	fs.IntVar(&o.Count, "count", 0, "devices taking part (default: all of the factory's)")
 	fs.IntVar(&o.Concurrency, "concurrency", fleet.DefaultConcurrency, "devices at work at once")

@@ -22,9 +22,10 @@
 // Embark's commands for a while. The server (and over MQTT every message
 // Embark signs) is authenticated with the Embark root in --ca, always.
 // Without --ca (CoAP), devices onboard zero-touch: each asks for a voucher
-// over a provisional session, verifies it against the anchor of its
-// firmware image, and authenticates the server with the root the voucher
-// pins before it enrolls. masa serves the manufacturer's voucher service
+// over plain CoAP (--voucher, default port 5683 on the --server host; the
+// request and the voucher are signed), verifies it against the anchor of
+// its firmware image, and opens a DTLS/TLS session verified against the
+// root the voucher pins to enroll. masa serves the manufacturer's voucher service
 // for the factory's devices over HTTPS (TLS 1.3, X25519MLKEM768 only; see
 // package masa).
 //

@@ -274,6 +274,7 @@ func TestOverSocket(t *testing.T) {
 	}
 	cfg := config.DefaultConfig(data)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.CoAP.BRSKI = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.HTTPS.Listen = "127.0.0.1:0"
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock") // unix socket paths are limited to ~100 bytes

@@ -81,6 +81,7 @@ func TestMosquittoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.CoAP.UDP, cfg.CoAP.TCP, cfg.HTTPS.Listen = "127.0.0.1:0", "", ""
+	cfg.CoAP.BRSKI = ""
 	cfg.MQTT.Listen, cfg.MQTT.Broker = "", "mqtts://127.0.0.1:"+strconv.Itoa(svcPort)
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock")
 	ctx := context.Background()

@@ -15,6 +15,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	fs, data := newFlags("serve")
 	udp := fs.String("udp", "", "CoAP over DTLS listen address (overrides the configuration; \"off\" disables)")
 	tcp := fs.String("tcp", "", "CoAP over TLS listen address (overrides the configuration; \"off\" disables)")
+	brski := fs.String("brski", "", "plain CoAP voucher listen address, /.well-known/brski/rv only (overrides the configuration; \"off\" disables)")
 	mqtt := fs.String("mqtt", "", "embedded MQTT broker listen address (overrides the configuration; \"off\" disables)")
 	https := fs.String("https", "", "HTTPS admin API listen address (overrides the configuration; \"off\" disables)")
 	level := fs.String("log-level", "", "debug, info, warn or error (overrides the configuration)")
@@ -36,6 +37,7 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 	}
 	override(&cfg.CoAP.UDP, *udp)
 	override(&cfg.CoAP.TCP, *tcp)
+	override(&cfg.CoAP.BRSKI, *brski)
 	override(&cfg.MQTT.Listen, *mqtt)
 	override(&cfg.HTTPS.Listen, *https)
 	override(&cfg.LogLevel, *level)

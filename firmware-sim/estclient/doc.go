@@ -18,16 +18,15 @@
 // # Zero touch (vouchers)
 //
 // A factory-fresh device does not know its owner's root. [ZeroTouch] runs
-// constrained BRSKI: [DialProvisional] opens a session whose server chain
-// is recorded, not yet trusted (RFC 8995 §5.1 provisional DTLS/TLS); the
-// only request it offers is [Provisional.RequestVoucher]
-// (/.well-known/brski/rv). The device verifies the voucher against the
-// anchors of its firmware (package voucher), and [Provisional.Promote]
-// verifies the recorded chain against the domain certificate the voucher
-// pins before the session becomes a [Client] that enrolls. A failed
-// promotion closes the session; nothing else leaves the provisional state.
-// [Client.ReportVoucherStatus] and [Client.ReportEnrollStatus] post the
-// status telemetry (/vs, /es).
+// constrained BRSKI without ever opening an unverified session: the voucher
+// request, signed with the IDevID, goes over plain CoAP to the registrar's
+// BRSKI listener ([RequestVoucher], coap://host[:port], default port 5683,
+// /.well-known/brski/rv); the device verifies the voucher against the
+// anchors of its firmware (package voucher), then [Dial]s with the domain
+// certificate the voucher pins as its only root, so a server the voucher
+// does not vouch for fails the handshake. [Client.ReportVoucherStatus] and
+// [Client.ReportEnrollStatus] post the status telemetry (/vs, /es) on that
+// verified session; [Client.RequestVoucher] asks rv on one.
 //
 // Every EST resource is one method:
 //

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
@@ -18,7 +20,13 @@ const NonceSize = 16
 // ZeroTouchConfig says how a factory-fresh device joins its owner's
 // network.
 type ZeroTouchConfig struct {
-	ProvisionalConfig
+	// VoucherTarget is the registrar's plain CoAP BRSKI listener,
+	// coap://host[:port] (see [RequestVoucher]).
+	VoucherTarget string
+	// Config is the session the device enrolls on once the voucher told
+	// it whom to trust: Target, and Certificate (the IDevID, required).
+	// Roots must be nil: they come from the voucher.
+	Config
 	// Serial is the device's serial number, as its IDevID names it.
 	Serial string
 	// Anchors are the voucher anchors of the device's firmware: the
@@ -35,8 +43,8 @@ type ZeroTouchConfig struct {
 
 // ZeroTouchResult is a device that trusts its owner's network.
 type ZeroTouchResult struct {
-	// Client is the session, now authenticated by the pinned domain
-	// certificate: the device enrolls on it.
+	// Client is the session, authenticated by the pinned domain
+	// certificate from its handshake on: the device enrolls on it.
 	Client *Client
 	// Voucher is the voucher the device verified.
 	Voucher *voucher.Voucher
@@ -48,18 +56,30 @@ type ZeroTouchResult struct {
 	TelemetryErr error
 }
 
-// ZeroTouch runs the device side of constrained BRSKI: a provisional
-// session with the IDevID, a voucher request with a fresh nonce, the
+// ZeroTouch runs the device side of constrained BRSKI: a voucher request
+// signed with the IDevID, with a fresh nonce, sent over plain CoAP; the
 // voucher verified against the firmware's anchors (serial, nonce, validity
-// with a clock, signature), the server's chain verified against the
-// domain certificate the voucher pins, and voucher status telemetry on the
-// now authenticated session (whose failure is reported, not fatal). A voucher the device refuses ends the session
-// with an error wrapping the voucher package's reason (voucher.ErrWrongNonce,
-// voucher.ErrUnknownSigner, voucher.ErrNotPinned, ...); the registrar's
-// own refusals are *StatusError (5.03 with MaxAge: try again later).
+// with a clock, signature); then an ordinary DTLS/TLS session whose server
+// must chain to the domain certificate the voucher pins — verified in the
+// handshake, never after — and voucher status telemetry on it (whose
+// failure is reported, not fatal). A voucher the device refuses ends the
+// run with an error wrapping the voucher package's reason
+// (voucher.ErrWrongNonce, voucher.ErrUnknownSigner, ...); a server the
+// voucher does not vouch for fails the handshake, an error wrapping both
+// [ErrHandshake] and voucher.ErrNotPinned. The registrar's own refusals
+// are *StatusError (5.03 with MaxAge: try again later).
 func ZeroTouch(ctx context.Context, c ZeroTouchConfig) (*ZeroTouchResult, error) {
 	if len(c.Anchors) == 0 || c.Serial == "" || c.Certificate == nil {
 		return nil, fmt.Errorf("%w: zero touch needs the IDevID, the serial and the firmware's voucher anchors", ErrConfig)
+	}
+	if c.Roots != nil {
+		return nil, fmt.Errorf("%w: zero touch learns whom to trust from the voucher: no roots", ErrConfig)
+	}
+	if _, err := ParseVoucherTarget(c.VoucherTarget); err != nil {
+		return nil, err
+	}
+	if _, err := ParseTarget(c.Target); err != nil {
+		return nil, err
 	}
 	signer := c.Signer
 	if signer == nil {
@@ -76,17 +96,9 @@ func ZeroTouch(ctx context.Context, c ZeroTouchConfig) (*ZeroTouchResult, error)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	p, err := DialProvisional(ctx, c.ProvisionalConfig)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			_ = p.Close()
-		}
-	}()
-	req := voucher.PledgeRequest{SerialNumber: c.Serial, Nonce: nonce, ProximityRegistrar: voucher.SPKIHash(p.PeerCertificates()[0])}
+	// No proximity-registrar-pubk-sha256: the device saw no server
+	// certificate (package voucher, Proximity).
+	req := voucher.PledgeRequest{SerialNumber: c.Serial, Nonce: nonce}
 	if c.Now != nil {
 		req.CreatedOn = c.Now()
 	}
@@ -94,7 +106,7 @@ func ZeroTouch(ctx context.Context, c ZeroTouchConfig) (*ZeroTouchResult, error)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := p.RequestVoucher(ctx, body)
+	raw, err := RequestVoucher(ctx, c.VoucherTarget, body, c.Timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -107,18 +119,42 @@ func ZeroTouch(ctx context.Context, c ZeroTouchConfig) (*ZeroTouchResult, error)
 	if err != nil {
 		return nil, fmt.Errorf("estclient: the device refuses the voucher: %w", err)
 	}
+	cfg := c.Config
+	cfg.Roots = x509.NewCertPool()
+	cfg.Roots.AddCert(pinned)
+	cl, err := Dial(ctx, cfg)
+	if err != nil {
+		if certificateRefused(err) {
+			return nil, fmt.Errorf("%w: %w", voucher.ErrNotPinned, err)
+		}
+		return nil, err
+	}
 	var now time.Time
 	if c.Now != nil {
 		now = c.Now()
 	}
-	cl, chain, err := p.Promote(pinned, now)
+	// The handshake verified the server against the pinned certificate;
+	// this rebuilds the chain the device keeps, leaf first, pinned last.
+	chain, err := voucher.VerifyServerChain(pinned, cl.PeerCertificates(), now)
 	if err != nil {
-		return nil, err
+		_ = cl.Close()
+		return nil, fmt.Errorf("estclient: %w", err)
 	}
-	ok = true
 	// Telemetry is for the registrar's records: its failure does not stop
 	// the device.
 	res := &ZeroTouchResult{Client: cl, Voucher: v, Chain: chain}
 	res.TelemetryErr = cl.ReportVoucherStatus(ctx, voucher.Status{OK: true})
 	return res, nil
+}
+
+// certificateRefused reports a handshake that failed because the server's
+// certificate did not verify (as opposed to a network failure).
+func certificateRefused(err error) bool {
+	var (
+		unknown   x509.UnknownAuthorityError
+		invalid   x509.CertificateInvalidError
+		hostname  x509.HostnameError
+		verifyErr *tls.CertificateVerificationError
+	)
+	return errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verifyErr)
 }

@@ -64,10 +64,12 @@
 // Without [Options].RootFile (over CoAP) the devices are factory-fresh:
 // they know no Embark root, only the voucher anchors of the factory's
 // firmware image. The enrollment phase becomes "zero-touch": each device
-// opens a provisional session with its IDevID, asks for a voucher with a
-// fresh nonce, verifies it (serial, nonce, signature, validity with the
-// simulator's clock), verifies the server's chain against the domain the
-// voucher pins, reports voucher status (/vs), enrolls on the same session,
+// asks for a voucher with a fresh nonce, signed with its IDevID, over plain
+// CoAP ([Options].VoucherTarget), verifies it (serial, nonce, signature,
+// validity with the simulator's clock), opens a DTLS/TLS session whose
+// server must chain to the domain the voucher pins (a server that does not
+// fails the handshake: "server_not_pinned"), reports voucher status (/vs),
+// enrolls on that session,
 // checks its LDevID against the verified chain and reports enrollment
 // status (/es). A voucher the device refuses is final, with a reason such
 // as "voucher_wrong_nonce" or "server_not_pinned". The later phases trust

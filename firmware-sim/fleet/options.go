@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
@@ -50,6 +51,10 @@ type Options struct {
 	Target string
 	// RootFile is the Embark root certificate (PEM), given out of band.
 	RootFile string
+	// VoucherTarget is Embark's plain CoAP BRSKI listener, coap://host[:port],
+	// where zero-touch devices (no RootFile) ask for their vouchers.
+	// Default: the host of Target, port estclient.DefaultVoucherPort.
+	VoucherTarget string
 	// Count is how many devices take part; 0 means all of the factory's.
 	Count int
 	// Concurrency bounds the devices at work at once. Default 64.
@@ -112,6 +117,15 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	default:
 		return o, fmt.Errorf("%w: transport %q is neither coap nor mqtt", ErrOptions, o.Transport)
+	}
+	if o.Transport == TransportCoAP && (o.RootFile == "" || o.Mode == ModeCompare) {
+		if o.VoucherTarget == "" {
+			t, _ := estclient.ParseTarget(o.Target)
+			o.VoucherTarget = "coap://" + net.JoinHostPort(t.Host, estclient.DefaultVoucherPort)
+		}
+		if _, err := estclient.ParseVoucherTarget(o.VoucherTarget); err != nil {
+			return o, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
 	}
 	if o.RootFile == "" && o.Transport != TransportCoAP {
 		return o, fmt.Errorf("%w: no root file: zero touch (vouchers) runs over CoAP; over MQTT give the Embark root", ErrOptions)

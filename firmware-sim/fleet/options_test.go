@@ -53,7 +53,14 @@ func TestOptionsDefaults(t *testing.T) {
 		{name: "fail/no target", in: with(func(o *Options) { o.Target = "" }), err: ErrOptions},
 		{name: "ok/no root: zero touch", in: with(func(o *Options) { o.RootFile = "" }), want: with(func(o *Options) {
 			o.RootFile, o.Transport, o.Concurrency, o.Mode, o.Retries, o.Timeout = "", TransportCoAP, DefaultConcurrency, ModeEnroll, DefaultRetries, DefaultTimeout
+			o.VoucherTarget = "coap://127.0.0.1:5683"
 		})},
+		{name: "ok/zero touch with a voucher target", in: with(func(o *Options) { o.RootFile, o.VoucherTarget = "", "coap://127.0.0.1:15683" }),
+			want: with(func(o *Options) {
+				o.RootFile, o.Transport, o.Concurrency, o.Mode, o.Retries, o.Timeout = "", TransportCoAP, DefaultConcurrency, ModeEnroll, DefaultRetries, DefaultTimeout
+				o.VoucherTarget = "coap://127.0.0.1:15683"
+			})},
+		{name: "fail/zero touch with a secure voucher target", in: with(func(o *Options) { o.RootFile, o.VoucherTarget = "", "coaps://127.0.0.1:5684" }), err: ErrOptions},
 		{name: "fail/no root over mqtt", in: with(func(o *Options) { o.RootFile, o.Transport, o.Target = "", TransportMQTT, "mqtts://127.0.0.1" }), err: ErrOptions},
 		{name: "fail/crts without root", in: with(func(o *Options) { o.RootFile, o.Mode = "", ModeCrts }), err: ErrOptions},
 		{name: "fail/compare without root", in: with(func(o *Options) { o.RootFile, o.Mode = "", ModeCompare }), err: ErrOptions},

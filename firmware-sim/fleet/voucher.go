@@ -14,8 +14,8 @@ import (
 	"github.com/embark-iot/embark/pkg/voucher"
 )
 
-// PhaseZeroTouch is the zero-touch enrollment: provisional session,
-// voucher, pinned domain, verified server, enrollment on the same session.
+// PhaseZeroTouch is the zero-touch enrollment: voucher over plain CoAP,
+// pinned domain, a session verified against it, enrollment on it.
 const PhaseZeroTouch = "zero-touch"
 
 // ModeCompare enrolls the first half of the devices with the out-of-band
@@ -73,23 +73,24 @@ func (r *runner) runVoucher(ctx context.Context, devs []*simDevice) ([]Report, e
 	return reports, ctx.Err()
 }
 
-// zeroTouchPhase is one device's constrained BRSKI onboarding: a
-// provisional session with its IDevID, a voucher for a fresh nonce
-// verified against its firmware's anchors, the server verified against the
-// pinned domain certificate, voucher status telemetry, the enrollment on
-// the same session, the certificate checked against the verified chain,
+// zeroTouchPhase is one device's constrained BRSKI onboarding: a voucher
+// request signed with its IDevID over plain CoAP, the voucher for its
+// fresh nonce verified against its firmware's anchors, a DTLS/TLS session
+// whose server must chain to the pinned domain certificate, voucher status
+// telemetry, the enrollment on that session, the certificate checked against the verified chain,
 // and enrollment status telemetry. A voucher the device refuses is final.
 func (r *runner) zeroTouchPhase() phaseSpec {
 	return phaseSpec{
 		name: PhaseZeroTouch,
 		attempt: func(ctx context.Context, d *simDevice) (*x509.Certificate, error) {
 			res, err := estclient.ZeroTouch(ctx, estclient.ZeroTouchConfig{
-				ProvisionalConfig: estclient.ProvisionalConfig{Target: r.o.Target, Certificate: &d.idevid, Timeout: r.o.Timeout, Logger: r.log},
-				Serial:            d.serial,
-				Anchors:           r.anchors,
-				Now:               r.now,
-				AllowNonceless:    r.o.AllowNonceless,
-				Signer:            d.pledgeSigner,
+				VoucherTarget:  r.o.VoucherTarget,
+				Config:         estclient.Config{Target: r.o.Target, Certificate: &d.idevid, Timeout: r.o.Timeout, Logger: r.log},
+				Serial:         d.serial,
+				Anchors:        r.anchors,
+				Now:            r.now,
+				AllowNonceless: r.o.AllowNonceless,
+				Signer:         d.pledgeSigner,
 			})
 			if err != nil {
 				return nil, err

@@ -338,7 +338,7 @@ func Start(ctx context.Context, st store.Store, spec Spec, actor string, now tim
 		return err
 	})
 	if err != nil {
-		return Summary{}, fmt.Errorf("campaign: start: %w", err)
+		return Summary{}, wrap("start", err)
 	}
 	return Summary{Campaign: c, Counts: Counts{Queued: c.Devices}}, nil
 }
@@ -421,7 +421,7 @@ func List(ctx context.Context, st store.Store) ([]Summary, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("campaign: list: %w", err)
+		return nil, wrap("list", err)
 	}
 	return out, nil
 }
@@ -473,7 +473,7 @@ func Get(ctx context.Context, st store.Store, id string, q Query) (Detail, error
 		})
 	})
 	if err != nil {
-		return Detail{}, fmt.Errorf("campaign: %w", err)
+		return Detail{}, wrap("get", err)
 	}
 	return out, nil
 }
@@ -483,9 +483,21 @@ func Get(ctx context.Context, st store.Store, id string, q Query) (Detail, error
 func Cancel(ctx context.Context, st store.Store, id, actor string, now time.Time) (Campaign, error) {
 	c, err := setState(ctx, st, id, Cancelled, actor, now, "")
 	if err != nil {
-		return Campaign{}, fmt.Errorf("campaign: cancel: %w", err)
+		return Campaign{}, wrap("cancel", err)
 	}
 	return c, nil
+}
+
+// wrap names the operation of errors that are not the package's own
+// (those already say what is wrong).
+func wrap(op string, err error) error {
+	for _, e := range []error{ErrInvalid, ErrUnknownDevice, ErrUnknownModel, ErrUnknownZone, ErrNothingToRotate,
+		ErrUnknownCampaign, ErrNotRunning} {
+		if errors.Is(err, e) {
+			return err
+		}
+	}
+	return fmt.Errorf("campaign: %s: %w", op, err)
 }
 
 // setState moves a running campaign to state, with an audit entry.

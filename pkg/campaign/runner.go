@@ -556,7 +556,11 @@ func (r *Runner) apply(ctx context.Context, a *active, it Item, v verdict, dev d
 		}
 		it.Generation, it.AskedAt = d.Generation, now
 		it.Asks++
-		return r.commit(ctx, a, withState(it, v.state, v.reason, now))
+		next := v.state
+		if it.State == Offline || it.State == Failed {
+			next = it.State // asked again after the timeout: it stays counted as it was
+		}
+		return r.commit(ctx, a, withState(it, next, v.reason, now))
 	case v.state != it.State || v.reason != it.Reason:
 		return r.commit(ctx, a, withState(it, v.state, v.reason, now))
 	}

@@ -72,6 +72,10 @@ type Config struct {
 type CoAP struct {
 	UDP string `json:"udp"`
 	TCP string `json:"tcp"`
+	// BRSKI is the plain CoAP (UDP, no DTLS) listener that serves only
+	// /.well-known/brski/rv, for devices that cannot verify Embark before
+	// their voucher; empty disables it.
+	BRSKI string `json:"brski"`
 	// MaxBody caps a request body, whole or reassembled from blocks.
 	MaxBody int `json:"max_body"`
 	// HandshakeTimeout bounds one DTLS/TLS handshake.
@@ -215,7 +219,7 @@ type Enrollment struct {
 func DefaultConfig(dataDir string) Config {
 	return Config{
 		DataDir:     dataDir,
-		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
+		CoAP:        CoAP{UDP: "127.0.0.1:5684", TCP: "127.0.0.1:5684", BRSKI: "127.0.0.1:5683", MaxBody: 8 << 10, HandshakeTimeout: Duration(10 * time.Second)},
 		MQTT:        MQTT{Listen: "127.0.0.1:8883", ClientID: "embark", NonceTTL: Duration(5 * time.Minute), MaxClients: 50000},
 		HTTPS:       HTTPS{Listen: "127.0.0.1:8443", MinVersion: "1.3", Groups: []string{GroupHybrid}},
 		ServerNames: []string{"localhost", "127.0.0.1", "::1"},
@@ -243,7 +247,7 @@ func (c *Config) Validate() error {
 	if c.CoAP.UDP == "" && c.CoAP.TCP == "" {
 		bad("coap: no listener (udp and tcp both empty)")
 	}
-	for name, a := range map[string]string{"coap.udp": c.CoAP.UDP, "coap.tcp": c.CoAP.TCP} {
+	for name, a := range map[string]string{"coap.udp": c.CoAP.UDP, "coap.tcp": c.CoAP.TCP, "coap.brski": c.CoAP.BRSKI} {
 		if a == "" {
 			continue
 		}

@@ -185,7 +185,11 @@ func (s *Server) block1UDP() config.ProcessReceivedMessageFunc[*udpclient.Conn] 
 
 // ServeCOAP answers requests whose blocks were handled by the reassembler
 // and hands the rest to the router.
-func (s *Server) ServeCOAP(w mux.ResponseWriter, r *mux.Message) {
+func (s *Server) ServeCOAP(w mux.ResponseWriter, r *mux.Message) { s.serveVia(s.router, w, r) }
+
+// serveVia is ServeCOAP with the router to hand requests to: the secure
+// listeners' or the plain BRSKI listener's.
+func (s *Server) serveVia(router *mux.Router, w mux.ResponseWriter, r *mux.Message) {
 	st, ok := r.Context().Value(blockKeyCtx{}).(blockState)
 	if !ok {
 		// Over TCP no hook runs before this handler (go-coap v3.5.5's TCP
@@ -212,7 +216,7 @@ func (s *Server) ServeCOAP(w mux.ResponseWriter, r *mux.Message) {
 		s.fail(w, codes.ServiceUnavailable, onboard.ReasonOverloaded, "too many bodies in reassembly", s.cfg.busyRetry())
 		return
 	}
-	s.router.ServeCOAP(w, r)
+	router.ServeCOAP(w, r)
 	if st.verdict == blockComplete {
 		w.Message().SetOptionUint32(message.Block1, st.echo)
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -22,9 +23,11 @@ import (
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
+	coapudp "github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/embark-iot/embark/pkg/onboard"
 	"github.com/embark-iot/embark/pkg/registrar"
+	"github.com/embark-iot/embark/pkg/voucher"
 	"github.com/embark-iot/embark/pki"
 )
 
@@ -185,6 +188,105 @@ func TestBRSKIResources(t *testing.T) {
 				if len(reg.got) != 0 || len(reg.status) != 0 {
 					t.Fatal("a refused request reached the registrar")
 				}
+			}
+		})
+	}
+}
+
+// TestPlainBRSKI: the plain CoAP listener serves rv alone, identifies the
+// device by the signed request's x5chain, and refuses what does not
+// verify before the registrar sees it.
+func TestPlainBRSKI(t *testing.T) {
+	ca, err := pki.Init(filepath.Join(t.TempDir(), "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, err := ca.ServerCertificate([]string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := New(Config{Core: &fakeCore{}, CACerts: ca.Chain, Certificate: srvCert}); err != nil {
+		t.Fatal(err)
+	} else if _, err := s.ListenPlain("127.0.0.1:0"); !errors.Is(err, ErrNoRegistrar) {
+		t.Fatalf("ListenPlain without a registrar = %v", err)
+	}
+	reg := &fakeRegistrar{}
+	s, err := New(Config{Core: &fakeCore{}, CACerts: ca.Chain, Certificate: srvCert, Registrar: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	addr, err := s.ListenPlain("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "SN1", SerialNumber: "SN1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	leaf, _ := x509.ParseCertificate(der)
+	signer, err := voucher.NewRequestSigner(key, []*x509.Certificate{leaf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := signer.SignPledgeRequest(voucher.PledgeRequest{SerialNumber: "SN1", Nonce: []byte("0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := bytes.Clone(signed)
+	altered[bytes.Index(altered, []byte("0123456789abcdef"))] ^= 1
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc, err := coapudp.Dial(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	tests := []struct {
+		name   string
+		path   string
+		cf     message.MediaType
+		body   []byte
+		code   codes.Code
+		reason string
+	}{
+		{name: "ok/signed voucher request", path: voucher.PathVoucherRequest, cf: FormatVoucherCOSE, body: signed, code: codes.Changed},
+		{name: "fail/altered after signing", path: voucher.PathVoucherRequest, cf: FormatVoucherCOSE, body: altered,
+			code: codes.BadRequest, reason: "bad_signature"},
+		{name: "fail/unsigned", path: voucher.PathVoucherRequest, cf: FormatVoucherCOSE, body: []byte{0xa0},
+			code: codes.BadRequest, reason: "bad_request"},
+		{name: "fail/voucher status", path: voucher.PathVoucherStatus, cf: FormatCBOR, body: []byte{0xa0}, code: codes.NotFound, reason: "bad_request"},
+		{name: "fail/enroll", path: "/.well-known/est/sen", cf: FormatPKCS10, body: []byte("csr"), code: codes.NotFound, reason: "bad_request"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg.set([]byte("the voucher"), nil)
+			m, err := cc.Post(ctx, tt.path, tt.cf, bytes.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body []byte
+			if b := m.Body(); b != nil {
+				body, _ = io.ReadAll(b)
+			}
+			if m.Code() != tt.code {
+				t.Fatalf("code %v (%s), want %v", m.Code(), body, tt.code)
+			}
+			if tt.reason != "" && !strings.HasPrefix(string(body), tt.reason+":") {
+				t.Fatalf("diagnostic %q, want reason %s", body, tt.reason)
+			}
+			reg.mu.Lock()
+			defer reg.mu.Unlock()
+			if tt.code != codes.Changed {
+				if len(reg.got) != 0 || len(reg.status) != 0 {
+					t.Fatalf("a refused request reached the registrar: %+v", reg.got)
+				}
+				return
+			}
+			if string(body) != "the voucher" || len(reg.got) != 1 || len(reg.got[0].Chain) != 1 || !reg.got[0].Chain[0].Equal(leaf) ||
+				!bytes.Equal(reg.got[0].Body, signed) || reg.got[0].Transport != "coap" {
+				t.Fatalf("answer %q, registrar saw %+v", body, reg.got)
 			}
 		})
 	}

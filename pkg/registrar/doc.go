@@ -6,11 +6,13 @@
 //
 // A transport adapter (CoAP /.well-known/brski/rv, the MQTT "voucher" op)
 // hands [Registrar.RequestVoucher] the device's signed pledge request and
-// the certificate chain of its session. The registrar
+// the certificate chain of its session — over plain CoAP and MQTT, the
+// x5chain of the signed request itself. The registrar
 //
-//   - checks that the IDevID of the session signed the request and chains
-//     to a trusted manufacturer (the onboarding core's Identify), and that
-//     the device saw this registrar's server certificate (proximity);
+//   - checks that that IDevID signed the request and chains to a trusted
+//     manufacturer (the onboarding core's Identify), and, if the request
+//     names a server key, that it is one of this registrar's (proximity;
+//     a device asking over plain CoAP names none, see package voucher);
 //   - wraps the request in a registrar request signed with its registrar
 //     certificate (id-kp-cmcRA, issued by Embark's CA and kept in
 //     DATA/registrar/) and sends it to the MASA configured for the

@@ -51,9 +51,10 @@ type Config struct {
 	// authenticates the registrar to MASAs.
 	Certificate tls.Certificate
 	// Proximity returns the server certificate chains devices may see
-	// when they connect (leaf first; the CoAP listeners' and the MQTT
-	// broker's): the MASA vouches only through the one a device saw. They
-	// may change while the server runs (a CA rollover).
+	// when they connect (leaf first; the CoAP listeners' current one
+	// first, then the MQTT broker's): the MASA vouches only through the one
+	// a request names, or the first for a request that names none (plain
+	// CoAP). They may change while the server runs (a CA rollover).
 	Proximity func() [][]*x509.Certificate
 	// VoucherDir holds prefetched nonceless vouchers,
 	// VoucherDir/<manufacturer>/<serial>.voucher; "" for none.
@@ -157,7 +158,9 @@ func (r *Registrar) Close() { r.clients.close() }
 // Request is a device's voucher request as a transport received it.
 type Request struct {
 	// Chain is the client certificate chain of the device's session (its
-	// IDevID), leaf first. Over MQTT, the x5chain of the signed request.
+	// IDevID), leaf first. Over MQTT and over plain CoAP (no client
+	// certificate), the x5chain of the signed request: the device is then
+	// who signed it, and the signature is all that authenticates it.
 	Chain []*x509.Certificate
 	// Body is the signed pledge request.
 	Body []byte
@@ -201,14 +204,20 @@ func (r *Registrar) RequestVoucher(ctx context.Context, req Request) ([]byte, er
 	if err != nil || serial != pr.SerialNumber {
 		return nil, refuse(onboard.ReasonWrongDevice, err, "the voucher request is for %q, the IDevID names %s", pr.SerialNumber, id.DeviceID)
 	}
+	// A device that asked over plain CoAP saw no server certificate and
+	// names none: the MASA gets this registrar's current server chain (see
+	// package voucher, Proximity). One that names a key is held to it.
 	var prox []*x509.Certificate
 	for _, c := range r.cfg.Proximity() {
-		if len(c) > 0 && bytes.Equal(pr.ProximityRegistrar, voucher.SPKIHash(c[0])) {
+		if len(c) > 0 && (len(pr.ProximityRegistrar) == 0 || bytes.Equal(pr.ProximityRegistrar, voucher.SPKIHash(c[0]))) {
 			prox = c
 			break
 		}
 	}
 	if prox == nil {
+		if len(pr.ProximityRegistrar) == 0 {
+			return nil, refuse(onboard.ReasonInternal, nil, "no server chain to send the MASA")
+		}
 		return nil, refuse(ReasonProximity, nil, "the device saw another server certificate than this registrar's")
 	}
 	proximity := make([][]byte, len(prox))

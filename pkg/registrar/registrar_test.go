@@ -93,6 +93,17 @@ func TestRequestVoucher(t *testing.T) {
 		audit  string // the outcome audited, "" for none
 	}{
 		{name: "ok/voucher", masa: genuine(nil), audit: "ok"},
+		{name: "ok/request naming no server (plain CoAP)", masa: func(t *testing.T, sr *voucher.SignedRegistrarRequest, b []byte) (int, []byte) {
+			// The MASA gets the registrar's own server chain.
+			if !sr.Proximity[0].Equal(w.server[0]) || sr.Pledge.ProximityRegistrar != nil {
+				return 400, []byte(`{"reason":"bad_request","message":"proximity chain"}`)
+			}
+			return 200, w.vouch(t, sr, nil, w.manifestKey)
+		}, body: func() []byte {
+			s, _ := voucher.NewRequestSigner(w.deviceKey, ownChain)
+			b, _ := s.SignPledgeRequest(voucher.PledgeRequest{SerialNumber: "ACME-000001", Nonce: nonce})
+			return b
+		}(), audit: "ok"},
 		{name: "fail/masa-refuses", masa: fixed(403, `{"reason":"wrong_owner","message":"sold to another owner"}`),
 			reason: ReasonVoucherRefused, masaR: "wrong_owner", audit: string(ReasonVoucherRefused)},
 		{name: "fail/masa-fails", masa: fixed(500, `oops`), reason: ReasonMASAUnavailable},

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -145,3 +147,22 @@ func chainOf(c tls.Certificate) ([]*x509.Certificate, error) {
 	}
 	return out, nil
 }
+
+// listenBRSKI opens the plain CoAP listener of the voucher requests
+// (coap.brski; estcoap.Server.ListenPlain). The caller holds s.mu.
+func (s *Server) listenBRSKI() error {
+	if s.cfg.CoAP.BRSKI == "" || s.registrar == nil {
+		return nil
+	}
+	a, err := s.coap.ListenPlain(s.cfg.CoAP.BRSKI)
+	if err != nil {
+		return err
+	}
+	s.brskiAddr = a
+	s.log.Info("listening", slog.String("proto", "coap (plain CoAP, /.well-known/brski/rv only)"), slog.String("addr", a.String()))
+	return nil
+}
+
+// BRSKIAddr returns the bound plain CoAP voucher listener address (nil if
+// disabled).
+func (s *Server) BRSKIAddr() net.Addr { s.mu.Lock(); defer s.mu.Unlock(); return s.brskiAddr }

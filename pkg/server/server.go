@@ -109,6 +109,8 @@ type Server struct {
 	adminSrv *http.Server
 	adminLn  net.Listener
 	started  time.Time
+	// brskiAddr is the plain CoAP voucher listener (registrar.go), under mu.
+	brskiAddr net.Addr
 
 	// reassess carries causes to the background re-evaluation.
 	reassess    chan string
@@ -278,6 +280,9 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.tcpAddr = a
 		s.log.Info("listening", slog.String("proto", "coaps+tcp (CoAP over TLS)"), slog.String("addr", a.String()))
+	}
+	if err := s.listenBRSKI(); err != nil {
+		return err
 	}
 	if err := s.startMQTT(); err != nil {
 		return err
@@ -488,6 +493,9 @@ func (s *Server) status() map[string]any {
 	}
 	if s.tcpAddr != nil {
 		l["coaps+tcp"] = s.tcpAddr.String()
+	}
+	if s.brskiAddr != nil {
+		l["coap"] = s.brskiAddr.String() // plain CoAP: /.well-known/brski/rv only
 	}
 	if s.adminLn != nil {
 		l["admin"] = s.adminLn.Addr().String()

@@ -180,6 +180,7 @@ func testConfig(t testing.TB) config.Config {
 	t.Helper()
 	cfg := config.DefaultConfig(filepath.Join(t.TempDir(), "data"))
 	cfg.CoAP.UDP, cfg.CoAP.TCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.CoAP.BRSKI = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.HTTPS.Listen = "127.0.0.1:0"
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock")
@@ -266,7 +267,7 @@ func TestServerLifecycle(t *testing.T) {
 	if err := cl.Do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"coaps": srv.UDPAddr().String(), "coaps+tcp": srv.TCPAddr().String(), "admin": sock,
+	want := map[string]string{"coaps": srv.UDPAddr().String(), "coaps+tcp": srv.TCPAddr().String(), "coap": srv.BRSKIAddr().String(), "admin": sock,
 		"mqtts": srv.MQTTAddr().String(), "https": srv.HTTPSAddr().String()}
 	if !reflect.DeepEqual(st.Listeners, want) || st.Started == "" || st.DataDir != cfg.DataDir {
 		t.Errorf("status %+v, want listeners %v", st, want)

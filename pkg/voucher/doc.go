@@ -7,11 +7,10 @@
 //
 // # The flow
 //
-//  1. The device opens DTLS provisionally (it cannot verify Embark yet) with
-//     its IDevID and posts a [PledgeRequest] to /.well-known/brski/rv: its
-//     serial number, a fresh nonce and the SHA-256 of the public key of the
-//     server certificate it saw in the handshake
-//     (proximity-registrar-pubk-sha256), signed with its IDevID key.
+//  1. The device sends a [PledgeRequest] to /.well-known/brski/rv over plain
+//     CoAP (UDP, no DTLS): its serial number and a fresh nonce, signed with
+//     its IDevID key, the IDevID chain in the x5chain header. The request
+//     needs no secure channel: it is signed, and the answer is signed too.
 //  2. Embark (the registrar) checks the IDevID and the signature, wraps the
 //     request in a [RegistrarRequest] signed with its registrar certificate
 //     (extended key usage id-kp-cmcRA) and sends it to the MASA over TLS 1.3
@@ -26,8 +25,29 @@
 //  4. Embark checks the countersignature and passes the COSE voucher on.
 //     The device verifies it with [Verify] against the voucher anchor of
 //     its firmware (serial, nonce, validity, signature), pins the domain
-//     CA, checks the provisional server chain against it with
-//     [VerifyServerChain], and only then enrolls.
+//     CA, and opens an ordinary DTLS (or TLS) session whose server must
+//     chain to that CA — a verified handshake from the first byte — to
+//     enroll. A server the voucher does not vouch for fails the handshake.
+//
+// # Proximity
+//
+// RFC 8995 §5.5 has the device name, in proximity-registrar-pubk-sha256,
+// the server key it saw in a provisional (unverified) TLS handshake, so
+// that the MASA vouches only through the registrar the device is talking
+// to. Embark's devices never open a TLS or DTLS session without verifying
+// the server — there is no "accept any certificate" path on a device — so
+// they ask over plain CoAP, see no server certificate, and leave that
+// field out: proximity is not asserted by the device. The registrar still
+// sends the MASA its own server chain (the proximity chain) and signs the
+// request with its registrar certificate, and the MASA keeps every other
+// check: the registrar and its server chain belong to a domain registered
+// with the MASA, that domain is the one the owner in the sales records
+// registered, and the pledge request is signed by the IDevID sold under
+// the serial. What binds the voucher to this owner is thus the owner's
+// registration with the MASA, not the device's view of the network. A
+// request that does name a key (a device on another path) is still held
+// to it: the registrar refuses one that names none of its servers, and
+// the MASA one that does not name the proximity chain's leaf.
 //
 // # Vouchers
 //
@@ -59,9 +79,10 @@
 // certificate chain in the protected x5chain header (RFC 9360) instead of a
 // kid. Their payload keys:
 //
-//	pledge request:     1 serial-number, 2 nonce, 3 proximity-registrar-pubk-sha256, 4 created-on (optional)
+//	pledge request:     1 serial-number, 2 nonce, 3 proximity-registrar-pubk-sha256 (optional, see Proximity),
+//	                    4 created-on (optional)
 //	registrar request:  1 serial-number, 2 nonce (absent: nonceless), 3 the pledge request (verbatim),
-//	                    4 proximity chain (the registrar's server chain the device saw, leaf first),
+//	                    4 proximity chain (the registrar's server chain, leaf first),
 //	                    5 created-on, 6 requested expires-on (nonceless only)
 //
 // Unknown keys are refused everywhere: a decoder never skips what a signer

@@ -14,9 +14,11 @@ type PledgeRequest struct {
 	SerialNumber string
 	// Nonce is fresh for every request; the voucher must echo it.
 	Nonce []byte
-	// ProximityRegistrar is the SHA-256 of the SubjectPublicKeyInfo of the
-	// server certificate the device saw in its provisional handshake
-	// ([SPKIHash]): the MASA vouches only through that registrar.
+	// ProximityRegistrar is the SHA-256 of the SubjectPublicKeyInfo of a
+	// server certificate the device saw ([SPKIHash]), or nil. A device that
+	// asks over plain CoAP saw none and leaves it out (see the package
+	// documentation, Proximity); when present, the MASA vouches only
+	// through that registrar.
 	ProximityRegistrar []byte
 	// CreatedOn is set by a device with a clock; zero otherwise.
 	CreatedOn time.Time
@@ -25,7 +27,7 @@ type PledgeRequest struct {
 type wirePledge struct {
 	SerialNumber       string `cbor:"1,keyasint"`
 	Nonce              []byte `cbor:"2,keyasint"`
-	ProximityRegistrar []byte `cbor:"3,keyasint"`
+	ProximityRegistrar []byte `cbor:"3,keyasint,omitempty"`
 	CreatedOn          uint64 `cbor:"4,keyasint,omitempty"`
 }
 
@@ -39,8 +41,10 @@ type RegistrarRequest struct {
 	// PledgeRequest is the device's signed request, verbatim; nil for a
 	// nonceless voucher.
 	PledgeRequest []byte
-	// ProximityChain is the registrar's server chain as the device saw it
-	// (leaf first); the device's request names the leaf's key.
+	// ProximityChain is the registrar's server chain (leaf first): the one
+	// the device saw when its request names a key, else the registrar's
+	// own current server chain. The MASA checks that it belongs to the
+	// registrar's domain.
 	ProximityChain [][]byte
 	CreatedOn      time.Time
 	// ExpiresOn is the expiry the registrar asks for (nonceless only); the
@@ -112,8 +116,8 @@ func checkPledge(r PledgeRequest) error {
 		return fmt.Errorf("%w: serial-number %q", ErrMalformed, r.SerialNumber)
 	case len(r.Nonce) < MinNonce || len(r.Nonce) > MaxNonce:
 		return fmt.Errorf("%w: nonce of %d bytes, want %d..%d", ErrMalformed, len(r.Nonce), MinNonce, MaxNonce)
-	case len(r.ProximityRegistrar) != 32:
-		return fmt.Errorf("%w: proximity-registrar-pubk-sha256 of %d bytes, want 32", ErrMalformed, len(r.ProximityRegistrar))
+	case len(r.ProximityRegistrar) != 0 && len(r.ProximityRegistrar) != 32:
+		return fmt.Errorf("%w: proximity-registrar-pubk-sha256 of %d bytes, want 32 or none", ErrMalformed, len(r.ProximityRegistrar))
 	}
 	return nil
 }
@@ -190,8 +194,8 @@ type SignedRegistrarRequest struct {
 
 // OpenRegistrarRequest decodes a registrar request, verifies its signature
 // with the certificate it carries and opens the pledge request inside,
-// which must be for the same serial number and nonce and name the leaf of
-// the proximity chain. Whether the registrar and the device are trusted is
+// which must be for the same serial number and nonce and, if it names a
+// server key, name the leaf of the proximity chain. Whether the registrar and the device are trusted is
 // the caller's business.
 func OpenRegistrarRequest(b []byte) (*SignedRegistrarRequest, error) {
 	var w wireRegistrar
@@ -225,7 +229,7 @@ func OpenRegistrarRequest(b []byte) (*SignedRegistrarRequest, error) {
 		return nil, fmt.Errorf("%w: registrar asks for %q, the pledge request is for %q", ErrMalformed, r.SerialNumber, p.SerialNumber)
 	case !equalBytes(p.Nonce, r.Nonce):
 		return nil, fmt.Errorf("%w: the registrar's nonce is not the pledge's", ErrMalformed)
-	case !equalBytes(p.ProximityRegistrar, SPKIHash(out.Proximity[0])):
+	case len(p.ProximityRegistrar) != 0 && !equalBytes(p.ProximityRegistrar, SPKIHash(out.Proximity[0])):
 		return nil, fmt.Errorf("%w: the device saw another registrar than the proximity chain names", ErrProximity)
 	}
 	return out, nil

@@ -53,7 +53,6 @@ func TestPledgeRequest(t *testing.T) {
 	ds, _ := NewRequestSigner(p.deviceKey, []*x509.Certificate{p.device})
 	for name, r := range map[string]PledgeRequest{
 		"fail/short-nonce":     {SerialNumber: "ACME-000001", Nonce: []byte("1234"), ProximityRegistrar: SPKIHash(p.server)},
-		"fail/no-proximity":    {SerialNumber: "ACME-000001", Nonce: p.nonce()},
 		"fail/no-serial":       {Nonce: p.nonce(), ProximityRegistrar: SPKIHash(p.server)},
 		"fail/huge-nonce":      {SerialNumber: "ACME-000001", Nonce: make([]byte, MaxNonce+1), ProximityRegistrar: SPKIHash(p.server)},
 		"fail/short-proximity": {SerialNumber: "ACME-000001", Nonce: p.nonce(), ProximityRegistrar: []byte{1}},
@@ -85,6 +84,22 @@ func TestRegistrarRequest(t *testing.T) {
 	}
 	if sr.Pledge == nil || !sr.Chain[0].Equal(p.registrar) || !sr.Proximity[0].Equal(p.server) || !IsRegistrar(sr.Chain[0]) {
 		t.Fatalf("opened %+v", sr)
+	}
+	// A device that asked over plain CoAP saw no server key: the
+	// proximity chain is the registrar's own, and nothing ties it to the
+	// request but the registrar's signature.
+	ds, _ := NewRequestSigner(p.deviceKey, []*x509.Certificate{p.device})
+	plain, err := ds.SignPledgeRequest(PledgeRequest{SerialNumber: "ACME-000001", Nonce: p.nonce()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op, err := OpenPledgeRequest(plain); err != nil || op.ProximityRegistrar != nil {
+		t.Fatalf("plain pledge request: %v", err)
+	}
+	pr, err := OpenRegistrarRequest(sign(RegistrarRequest{SerialNumber: "ACME-000001", Nonce: p.nonce(), PledgeRequest: plain,
+		ProximityChain: [][]byte{other.server.Raw}, CreatedOn: p.now}))
+	if err != nil || !pr.Proximity[0].Equal(other.server) || pr.Pledge.ProximityRegistrar != nil {
+		t.Fatalf("registrar request around a plain pledge request: %v", err)
 	}
 	nl, err := OpenRegistrarRequest(sign(RegistrarRequest{SerialNumber: "ACME-000001", CreatedOn: p.now, ExpiresOn: p.now.Add(time.Hour)}))
 	if err != nil || nl.Pledge != nil || len(nl.Nonce) != 0 {

@@ -13,13 +13,15 @@
 # from start to finished (as the server recorded it and as the CLI saw it)
 # and the devices per state. It stops by itself: the campaign's timeout
 # bounds the wait, and the fleet and the server are stopped at the end.
+# GOMEMLIMIT=3GiB (for example) lifts the server's default soft memory
+# limit; KEEP=1 keeps the work directory (data, logs).
 set -euo pipefail
 N=${1:-10000}
 STAY=${STAY:-600s}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$ROOT/bin
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
 cd "$ROOT"
 
 # The broker and the fleet each hold about one descriptor per device.
@@ -84,6 +86,15 @@ timeout 600 "$BIN/embark" rotate all --rate 0 --timeout 2m --wait --data "$D" | 
 T1=$(date +%s.%N)
 S1=$(cpu $SERVER) F1=$(cpu $FLEET)
 echo "wall time seen by the CLI (start request to finished seen): $(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.2fs", b-a}')"
+ID=$(grep -o 'rot-[0-9]*-[0-9]*-[0-9a-f]*' "$WORK/rotate.txt" | head -1)
+if ! grep -q 'failed 0, offline 0' "$WORK/rotate.txt"; then
+  echo "devices not done, by reason:"
+  "$BIN/embark" rotate status "$ID" --limit 0 --json --data "$D" | python3 -c '
+import collections, json, re, sys
+d = json.load(sys.stdin)
+c = collections.Counter(it["state"] + ": " + re.sub(r"[0-9a-f]{16,}", "X", it.get("reason", "")) for it in d["items"] if it["state"] != "done")
+for k, n in c.most_common(5): print("%7d %s" % (n, k))'
+fi
 echo "CPU during the campaign: server $(awk -v a="$S0" -v b="$S1" 'BEGIN{printf "%.2fs", b-a}'), fleet $(awk -v a="$F0" -v b="$F1" 'BEGIN{printf "%.2fs", b-a}') ($(nproc) cores)"
 echo "server peak RSS: $(awk '/VmHWM/{printf "%.1f MB", $2/1024}' /proc/$SERVER/status)"
 echo "still connected after the rotation: $(($(connected) - 1)) devices"

@@ -90,6 +90,7 @@ func TestKillMidStorm(t *testing.T) {
 	}
 	addr := freeUDPPort(t)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = addr, ""
+	cfg.CoAP.BRSKI = ""
 	cfg.MQTT.Listen = "" // the storm goes over CoAP
 	cfg.HTTPS.Listen = ""
 	cfg.AdminSocket = filepath.Join(dir, "a.sock")

@@ -60,6 +60,7 @@ func (r *restartable) start() *embark {
 	t.Helper()
 	cfg := config.DefaultConfig(r.dir)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.CoAP.BRSKI = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.HTTPS.Listen = "127.0.0.1:0"
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock")

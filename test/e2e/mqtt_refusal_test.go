@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/fxamacker/cbor/v2"
 	"github.com/veraison/go-cose"
@@ -35,7 +36,8 @@ func dialRaw(t *testing.T, addr string, cert tls.Certificate, roots *x509.CertPo
 		return nil, err
 	}
 	rc := &rawClient{in: make(chan struct{}, 64)}
-	rc.c = paho.NewClient(paho.ClientConfig{Conn: conn, ClientID: clientID,
+	// paho writes from several goroutines: tls.Conn needs the lock.
+	rc.c = paho.NewClient(paho.ClientConfig{Conn: packets.NewThreadSafeConn(conn), ClientID: clientID,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			rc.mu.Lock()
 			rc.got = append(rc.got, pr.Packet)

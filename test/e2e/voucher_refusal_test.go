@@ -25,6 +25,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/mux"
 	coapnet "github.com/plgd-dev/go-coap/v3/net"
 	"github.com/plgd-dev/go-coap/v3/options"
+	coapudp "github.com/plgd-dev/go-coap/v3/udp"
 
 	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/factory"
@@ -80,14 +81,19 @@ func TestVoucherRequestRefusals(t *testing.T) {
 	fakeDER, _ := x509.CreateCertificate(rand.Reader, fakeTmpl, fakeTmpl, &fakeKey.PublicKey, fakeKey)
 	fake, _ := x509.ParseCertificate(fakeDER)
 
-	type request func(t *testing.T, proximity []byte) []byte
-	own := func(t *testing.T, proximity []byte) []byte {
-		return signPledge(t, devs[0].Key, devs[0].Chain[0], devs[0].Serial, nonce, proximity)
+	type request func(t *testing.T) []byte
+	own := func(t *testing.T) []byte {
+		return signPledge(t, devs[0].Key, devs[0].Chain[0], devs[0].Serial, nonce, nil)
 	}
+	roots := x509.NewCertPool()
+	roots.AddCert(e.srv.CA().Root())
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T)
 		req     request
+		// session: asked on a verified DTLS session with the first
+		// device's IDevID instead of over plain CoAP.
+		session bool
 		code    codes.Code
 		reason  string
 		maxAge  time.Duration
@@ -95,22 +101,23 @@ func TestVoucherRequestRefusals(t *testing.T) {
 		{name: "fail/no MASA configured", req: own, code: codes.ServiceUnavailable, reason: string(registrar.ReasonNoMASA),
 			maxAge: registrar.DefaultRetryAfter},
 		{name: "ok/voucher", prepare: func(t *testing.T) { e.setMASA(t, m.URL()) }, req: own, code: codes.Changed},
-		{name: "fail/signed by another device's IDevID", req: func(t *testing.T, p []byte) []byte {
-			return signPledge(t, devs[1].Key, devs[1].Chain[0], devs[1].Serial, nonce, p)
-		}, code: codes.Forbidden, reason: string(onboard.ReasonWrongDevice)},
-		{name: "fail/signed by a key that is no IDevID", req: func(t *testing.T, p []byte) []byte {
-			return signPledge(t, fakeKey, fake, devs[0].Serial, nonce, p)
-		}, code: codes.Forbidden, reason: string(onboard.ReasonWrongDevice)},
-		{name: "fail/altered after signing", req: func(t *testing.T, p []byte) []byte {
-			b := own(t, p)
+		{name: "ok/voucher on a verified session", req: own, session: true, code: codes.Changed},
+		{name: "fail/session of another device's IDevID", req: func(t *testing.T) []byte {
+			return signPledge(t, devs[1].Key, devs[1].Chain[0], devs[1].Serial, nonce, nil)
+		}, session: true, code: codes.Forbidden, reason: string(onboard.ReasonWrongDevice)},
+		{name: "fail/signed by a key that is no IDevID", req: func(t *testing.T) []byte {
+			return signPledge(t, fakeKey, fake, devs[0].Serial, nonce, nil)
+		}, code: codes.Forbidden, reason: string(onboard.ReasonUntrustedChain)},
+		{name: "fail/altered after signing", req: func(t *testing.T) []byte {
+			b := own(t)
 			i := bytes.Index(b, nonce)
 			b[i] ^= 1
 			return b
 		}, code: codes.BadRequest, reason: string(onboard.ReasonBadSignature)},
-		{name: "fail/not a voucher request", req: func(*testing.T, []byte) []byte { return []byte{0xa0} },
+		{name: "fail/not a voucher request", req: func(*testing.T) []byte { return []byte{0xa0} },
 			code: codes.BadRequest, reason: string(onboard.ReasonBadRequest)},
-		{name: "fail/device saw another server", req: func(t *testing.T, _ []byte) []byte {
-			return own(t, voucher.SPKIHash(fake))
+		{name: "fail/device names another server", req: func(t *testing.T) []byte {
+			return signPledge(t, devs[0].Key, devs[0].Chain[0], devs[0].Serial, nonce, voucher.SPKIHash(fake))
 		}, code: codes.Forbidden, reason: string(registrar.ReasonProximity)},
 		{name: "fail/MASA unreachable", prepare: func(t *testing.T) {
 			if err := m.Close(); err != nil {
@@ -126,12 +133,18 @@ func TestVoucherRequestRefusals(t *testing.T) {
 			before := e.stats(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			p, err := estclient.DialProvisional(ctx, estclient.ProvisionalConfig{Target: target, Certificate: idevidOf(devs[0]), Timeout: 20 * time.Second})
-			if err != nil {
-				t.Fatal(err)
+			var v []byte
+			var err error
+			if tt.session {
+				cl, derr := estclient.Dial(ctx, estclient.Config{Target: target, Roots: roots, Certificate: idevidOf(devs[0]), Timeout: 20 * time.Second})
+				if derr != nil {
+					t.Fatal(derr)
+				}
+				defer cl.Close()
+				v, err = cl.RequestVoucher(ctx, tt.req(t))
+			} else {
+				v, err = estclient.RequestVoucher(ctx, e.voucherTarget(), tt.req(t), 20*time.Second)
 			}
-			defer p.Close()
-			v, err := p.RequestVoucher(ctx, tt.req(t, voucher.SPKIHash(p.PeerCertificates()[0])))
 			if tt.code == codes.Changed {
 				if err != nil {
 					t.Fatal(err)
@@ -159,11 +172,12 @@ func TestVoucherRequestRefusals(t *testing.T) {
 	}
 }
 
-// rogueRegistrar is a CoAP server that answers every voucher request with
-// what craft makes of it, and counts the requests to anything else.
+// rogueRegistrar is a CoAP server that answers every voucher request over
+// plain CoAP with what craft makes of it, and counts the requests to
+// anything else on its DTLS listener (which needs a verified handshake).
 type rogueRegistrar struct {
-	target string
-	other  atomic.Int64
+	target, voucherTarget string
+	other                 atomic.Int64
 }
 
 func startRogue(t *testing.T, cert tls.Certificate, craft func(pr *voucher.SignedPledgeRequest) []byte) *rogueRegistrar {
@@ -178,8 +192,8 @@ func startRogue(t *testing.T, cert tls.Certificate, craft func(pr *voucher.Signe
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := mux.NewRouter()
-	_ = r.Handle(voucher.PathVoucherRequest, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
+	rv := mux.NewRouter()
+	_ = rv.Handle(voucher.PathVoucherRequest, mux.HandlerFunc(func(w mux.ResponseWriter, m *mux.Message) {
 		body, _ := io.ReadAll(m.Body())
 		pr, err := voucher.OpenPledgeRequest(body)
 		if err != nil {
@@ -188,6 +202,7 @@ func startRogue(t *testing.T, cert tls.Certificate, craft func(pr *voucher.Signe
 		}
 		_ = w.SetResponse(codes.Changed, estclient.FormatVoucherCOSE, bytes.NewReader(craft(pr)))
 	}))
+	r := mux.NewRouter()
 	r.DefaultHandle(mux.HandlerFunc(func(w mux.ResponseWriter, _ *mux.Message) {
 		rr.other.Add(1)
 		_ = w.SetResponse(codes.NotFound, message.TextPlain, nil)
@@ -196,6 +211,14 @@ func startRogue(t *testing.T, cert tls.Certificate, craft func(pr *voucher.Signe
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
 	rr.target = "coaps://" + l.Addr().(*net.UDPAddr).String()
+	pl, err := coapnet.NewListenUDP("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	psrv := coapudp.NewServer(options.WithMux(rv))
+	go func() { _ = psrv.Serve(pl) }()
+	t.Cleanup(psrv.Stop)
+	rr.voucherTarget = "coap://" + pl.LocalAddr().String()
 	return rr
 }
 
@@ -282,7 +305,7 @@ func TestDeviceRefusesVouchers(t *testing.T) {
 			rr := startRogue(t, rogueCert.server, tt.craft)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: rr.target, Concurrency: 1})
+			reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: rr.target, VoucherTarget: rr.voucherTarget, Concurrency: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -296,12 +319,13 @@ func TestDeviceRefusesVouchers(t *testing.T) {
 	}
 	t.Run("ok/a voucher for the rogue's own domain", func(t *testing.T) {
 		// The control: the same rogue with a well-formed voucher pinning its
-		// own CA gets past the voucher (then fails at enrollment, which the
-		// stub does not serve): what the cases above refused was the voucher.
+		// own CA gets past the voucher and the verified handshake (then
+		// fails at enrollment, which the stub does not serve): what the
+		// cases above refused was the voucher, or the server it vouched for.
 		rr := startRogue(t, rogueCert.server, func(pr *voucher.SignedPledgeRequest) []byte { return sign(signer, base(pr)) })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: rr.target, Concurrency: 1})
+		reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: rr.target, VoucherTarget: rr.voucherTarget, Concurrency: 1})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -98,7 +98,7 @@ func TestZeroTouch(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "state.jsonl")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(),
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(), VoucherTarget: e.voucherTarget(),
 		Concurrency: 50, Renew: true, StateFile: state})
 	if err != nil {
 		t.Fatal(err)
@@ -142,7 +142,7 @@ func TestZeroTouchOverTLS(t *testing.T) {
 	e.setMASA(t, m.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps+tcp://" + e.srv.TCPAddr().String(), Concurrency: 10})
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps+tcp://" + e.srv.TCPAddr().String(), VoucherTarget: e.voucherTarget(), Concurrency: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestRogueEmbark(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + rogue.srv.UDPAddr().String(), Concurrency: 10})
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + rogue.srv.UDPAddr().String(), VoucherTarget: rogue.voucherTarget(), Concurrency: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func TestRogueEmbark(t *testing.T) {
 	if st := m.Stats(); st.Refused != n {
 		t.Fatalf("MASA %+v", st)
 	}
-	reports, err = fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + owner.srv.UDPAddr().String(), Concurrency: 10})
+	reports, err = fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + owner.srv.UDPAddr().String(), VoucherTarget: owner.voucherTarget(), Concurrency: 10})
 	if err != nil || reports[0].OK != n {
 		t.Fatalf("with the owner: %v %v", err, reports)
 	}
@@ -248,14 +248,14 @@ func TestOfflineSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := "coaps://" + e.srv.UDPAddr().String()
-	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: target, Count: 2, Retries: -1})
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: target, VoucherTarget: e.voucherTarget(), Count: 2, Retries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r := reports[0]; r.OK != 0 || r.Failed[fleet.ReasonVoucherNonceless] != 2 {
 		t.Fatalf("devices that accept no nonceless voucher: %s", r)
 	}
-	reports, err = fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: target, AllowNonceless: true})
+	reports, err = fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: target, VoucherTarget: e.voucherTarget(), AllowNonceless: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func TestCompareMode(t *testing.T) {
 	e.setMASA(t, m.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(), RootFile: e.root,
+	reports, err := fleet.Run(ctx, fleet.Options{FactoryDir: fdir, Target: "coaps://" + e.srv.UDPAddr().String(), VoucherTarget: e.voucherTarget(), RootFile: e.root,
 		Mode: fleet.ModeCompare, Concurrency: 10})
 	if err != nil {
 		t.Fatal(err)
@@ -301,3 +301,7 @@ func TestCompareMode(t *testing.T) {
 		t.Fatalf("MASA %+v: only the zero-touch half asks for vouchers", st)
 	}
 }
+
+// voucherTarget is the plain CoAP listener where devices without the
+// Embark root ask for their vouchers.
+func (e *embark) voucherTarget() string { return "coap://" + e.srv.BRSKIAddr().String() }

@@ -38,6 +38,7 @@ func startEmbark(t *testing.T) *embark {
 	dir := filepath.Join(t.TempDir(), "data")
 	cfg := config.DefaultConfig(dir)
 	cfg.CoAP.UDP, cfg.CoAP.TCP = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.CoAP.BRSKI = "127.0.0.1:0"
 	cfg.MQTT.Listen = "127.0.0.1:0"
 	cfg.HTTPS.Listen = "127.0.0.1:0"
 	cfg.AdminSocket = filepath.Join(t.TempDir(), "a.sock") // short: unix socket paths are limited
