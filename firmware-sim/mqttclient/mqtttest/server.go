@@ -507,7 +507,16 @@ type recorder struct {
 func (h *recorder) ID() string { return "mqtttest-recorder" }
 
 func (h *recorder) Provides(b byte) bool {
-	return b == mqtt.OnConnect || b == mqtt.OnSubscribed || b == mqtt.OnRetainPublished || b == mqtt.OnDisconnect
+	return b == mqtt.OnConnect || b == mqtt.OnSessionEstablished || b == mqtt.OnSubscribed ||
+		b == mqtt.OnRetainPublished || b == mqtt.OnDisconnect
+}
+
+// OnSessionEstablished turns off mochi 2.7.9's per-client send quota, as
+// pkg/broker does: with it, a client announcing a Receive Maximum stalls
+// once held-back messages are released, and the release path can deadlock
+// on the in-flight lock.
+func (h *recorder) OnSessionEstablished(cl *mqtt.Client, _ mochipackets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
 }
 
 func (h *recorder) OnConnect(cl *mqtt.Client, _ mochipackets.Packet) error {
