@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime/debug"
 
 	"github.com/embark-iot/embark/pkg/server"
 )
@@ -46,22 +45,10 @@ func runServe(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("log level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
-	tuneGC()
 	srv, err := server.New(ctx, cfg, server.WithLogger(log))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "embark %s serving %s (Ctrl-C stops)\n", server.Version, cfg.DataDir)
 	return srv.Run(ctx)
-}
-
-// tuneGC sets a soft memory limit. The live heap grows with the devices
-// connected to the embedded broker (each holds TLS state and two
-// goroutines), so a tight limit would make the collector run without end at
-// 10,000 connections; the limit only caps the garbage on top. GOGC and
-// GOMEMLIMIT, when set, win.
-func tuneGC() {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(512 << 20)
-	}
 }

@@ -94,7 +94,6 @@ type Runner struct {
 	retired func([]string)
 
 	jobs     chan string
-	writes   chan itemWrite
 	overflow atomic.Bool
 	stripes  [64]sync.Mutex
 	wg       sync.WaitGroup
@@ -133,7 +132,6 @@ func NewRunner(st store.Store, ds Desired, core Core, opts ...Option) (*Runner, 
 		}
 	}
 	r.jobs = make(chan string, 1<<16)
-	r.writes = make(chan itemWrite)
 	return r, nil
 }
 
@@ -141,9 +139,6 @@ func NewRunner(st store.Store, ds Desired, core Core, opts ...Option) (*Runner, 
 // unfinished, starts new ones, notices cancellations and timeouts.
 func (r *Runner) Run(ctx context.Context) error {
 	r.ds.OnChange(r.changed)
-	for range itemWriters {
-		r.wg.Go(func() { r.writeItems(ctx) })
-	}
 	for range r.workers {
 		r.wg.Go(func() {
 			for {
@@ -570,7 +565,7 @@ func (r *Runner) apply(ctx context.Context, a *active, it Item, v verdict, dev d
 // commit records an item's new state, in the registry then in memory. The
 // caller holds the device's stripe.
 func (r *Runner) commit(ctx context.Context, a *active, it Item) error {
-	if err := r.writeItem(ctx, a.c.ID, it); err != nil {
+	if err := r.st.Update(ctx, func(tx store.Tx) error { return putItem(tx, a.c.ID, it) }); err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -14,10 +14,12 @@
 # and the devices per state. It stops by itself: the campaign's timeout
 # bounds the wait, and the fleet and the server are stopped at the end.
 # GOMEMLIMIT=3GiB (for example) lifts the server's default soft memory
-# limit; KEEP=1 keeps the work directory (data, logs).
+# limit; RATE=N asks N devices per second instead of all at once; KEEP=1
+# keeps the work directory (data, logs).
 set -euo pipefail
 N=${1:-10000}
 STAY=${STAY:-600s}
+RATE=${RATE:-0} # devices asked per second; 0: no limit
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$ROOT/bin
 WORK=$(mktemp -d)
@@ -69,7 +71,7 @@ done
 echo "connected: $((C - 1)) devices"
 [ "$C" -gt "$N" ] || { echo "not every device connected" >&2; exit 1; }
 
-echo "== embark rotate all --rate 0"
+echo "== embark rotate all --rate $RATE"
 if [ -n "${PROFILE:-}" ]; then # PROFILE=FILE: the server's CPU profile of the first seconds of the campaign
   curl -s --unix-socket "$D/admin.sock" "http://embark/debug/pprof/profile?seconds=${PROFILE_SECONDS:-8}" -o "$PROFILE" &
 fi
@@ -82,12 +84,12 @@ if [ -n "${STRACE:-}" ]; then # STRACE=FILE: the server's write and sync calls d
   timeout -s INT 5 strace -f -c -w -e trace=fdatasync,fsync,pwrite64 -p $SERVER -o "$STRACE" 2>/dev/null &
 fi
 T0=$(date +%s.%N)
-timeout 600 "$BIN/embark" rotate all --rate 0 --timeout 2m --wait --data "$D" | tee "$WORK/rotate.txt"
+timeout 600 "$BIN/embark" rotate all --rate "$RATE" --timeout 2m --wait --data "$D" | tee "$WORK/rotate.txt"
 T1=$(date +%s.%N)
 S1=$(cpu $SERVER) F1=$(cpu $FLEET)
 echo "wall time seen by the CLI (start request to finished seen): $(awk -v a="$T0" -v b="$T1" 'BEGIN{printf "%.2fs", b-a}')"
 ID=$(grep -o 'rot-[0-9]*-[0-9]*-[0-9a-f]*' "$WORK/rotate.txt" | head -1)
-if ! grep -q 'failed 0, offline 0' "$WORK/rotate.txt"; then
+if ! grep '^devices ' "$WORK/rotate.txt" | grep -q 'failed 0, offline 0'; then
   echo "devices not done, by reason:"
   "$BIN/embark" rotate status "$ID" --limit 0 --json --data "$D" | python3 -c '
 import collections, json, re, sys
