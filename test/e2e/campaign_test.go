@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/embark-iot/embark/firmware-sim/estclient"
 	"github.com/embark-iot/embark/firmware-sim/mqttclient"
 	"github.com/embark-iot/embark/pkg/admin"
 	"github.com/embark-iot/embark/pkg/campaign"
@@ -35,7 +36,8 @@ type restartable struct {
 	dir  string
 	mu   sync.Mutex
 	cur  *embark
-	addr atomic.Pointer[string]
+	addr atomic.Pointer[string] // MQTT
+	udp  atomic.Pointer[string] // CoAP over DTLS
 }
 
 func newRestartable(t *testing.T) *restartable {
@@ -80,8 +82,9 @@ func (r *restartable) start() *embark {
 	r.mu.Lock()
 	r.cur = e
 	r.mu.Unlock()
-	addr := e.mqttAddr
+	addr, udp := e.mqttAddr, srv.UDPAddr().String()
 	r.addr.Store(&addr)
+	r.udp.Store(&udp)
 	return e
 }
 
@@ -104,6 +107,9 @@ func (r *restartable) stop() {
 type stayer struct {
 	*mqttDevice
 	r *restartable
+	// coap: the device speaks CoAP over DTLS (observes /embark/status,
+	// renews at /sren, reports with POST /embark/status) instead of MQTT.
+	coap bool
 
 	applied, reported uint64
 	rotateKey         *ecdsa.PrivateKey
@@ -125,6 +131,15 @@ func (s *stayer) run(ctx context.Context) {
 			if !sleepCtx(ctx, wait/2+time.Duration(rand.Float64()*float64(wait/2))) {
 				return
 			}
+		}
+		if s.coap {
+			err := s.runCoAP(ctx)
+			if err != nil {
+				failures++
+			} else {
+				failures = 0
+			}
+			continue
 		}
 		c, err := s.dial(ctx)
 		if err != nil {
@@ -214,22 +229,77 @@ func (s *stayer) rotate(ctx context.Context, c *mqttclient.Conn) error {
 	}
 }
 
+// runCoAP is one DTLS session of a CoAP device: report what is applied,
+// observe the status resource, rotate when told (then a new session with
+// the new certificate).
+func (s *stayer) runCoAP(ctx context.Context) error {
+	cert := tls.Certificate{PrivateKey: s.key, Certificate: [][]byte{s.cur.Certificate.Raw, s.cur.Chain[0].Raw}}
+	c, err := estclient.Dial(ctx, estclient.Config{Target: "coaps://" + *s.r.udp.Load(), Roots: s.e.rootPool(),
+		Certificate: &cert, Timeout: 10 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if s.reported < s.applied {
+		if _, err := c.ReportApplied(ctx, s.applied); err != nil {
+			return err
+		}
+		s.reported = s.applied
+	}
+	obs, err := c.ObserveStatus(ctx, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	s.connected.Store(true)
+	defer s.connected.Store(false)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-obs.Done():
+			return errLost
+		case st := <-obs.Updates():
+			if st.Generation <= s.applied {
+				continue
+			}
+			if st.Rotate {
+				if s.rotateKey == nil {
+					s.rotateKey, s.rotateCSR = csrFor(s.t, s.fd.Serial)
+				}
+				leaf, err := c.Reenroll(ctx, s.rotateCSR)
+				if err != nil {
+					return fmt.Errorf("rotate over CoAP: %w", err)
+				}
+				s.key, s.cur = s.rotateKey, &mqttclient.Issued{Certificate: leaf, Chain: s.cur.Chain}
+				s.rotateKey, s.rotateCSR = nil, nil
+				s.applied = st.Generation
+				return nil // a new session with the new certificate reports
+			}
+			s.applied = st.Generation
+			if _, err := c.ReportApplied(ctx, s.applied); err != nil {
+				return err
+			}
+			s.reported = s.applied
+		}
+	}
+}
+
 // keyOf is how the registry names a certificate's key.
 func keyOf(der []byte) string {
 	sum := sha256.Sum256(der)
 	return hex.EncodeToString(sum[:])
 }
 
-// A campaign over every device, 10% of them offline, with an Embark
+// A campaign over 500 devices, half speaking CoAP (observable status
+// resource) and half MQTT (commands), 10% of them offline, with an Embark
 // restart in the middle: every online device ends with a new key, its new
 // certificate in use and the old one superseded; the offline ones are
 // "offline", and complete when they connect. The asks keep to the rate.
 func TestRotationCampaign(t *testing.T) {
-	n, timeout := 200, 20*time.Second
+	n, timeout, rate := 500, 30*time.Second, 100.0
 	if testing.Short() {
-		n, timeout = 40, 8*time.Second
+		n, timeout, rate = 40, 8*time.Second, 50.0
 	}
-	const rate = 50.0
 	away := n / 10
 	dir := mint(t, n, 0)
 	r := newRestartable(t)
@@ -271,7 +341,8 @@ func TestRotationCampaign(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i, d := range devs {
-		stayers[i] = &stayer{mqttDevice: d, r: r}
+		// Half the devices speak CoAP, half MQTT, online and away alike.
+		stayers[i] = &stayer{mqttDevice: d, r: r, coap: i%2 == 1}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()

@@ -138,10 +138,12 @@ func TestCoAPStatusStay(t *testing.T) {
 		t.Log(r.String())
 	}
 	st := res.reps[1]
+	// The revoked device may count the "revoked" generation as applied if
+	// its notice arrived before the session was cut, or not.
 	if st.Devices != n || st.OK != n || st.FailedCount() != 0 || st.Connected != n-1 || st.Rotations != n ||
-		st.Applied != n || st.Revoked != 1 || st.Reconnects < n {
-		t.Fatalf("stay: %s\nwant %d ok, %d connected, %d rotations, %d applied, 1 revoked, at least %d reconnects",
-			st, n, n-1, n, n, n)
+		st.Applied < n || st.Applied > n+1 || st.Revoked != 1 || st.Reconnects < n {
+		t.Fatalf("stay: %s\nwant %d ok, %d connected, %d rotations, %d or %d applied, 1 revoked, at least %d reconnects",
+			st, n, n-1, n, n, n+1, n)
 	}
 
 	// Each device holds a new key, the registry's current certificate after
