@@ -96,6 +96,13 @@ type job struct {
 	pkt    *paho.Publish
 }
 
+// queueDepth bounds the requests received and not yet handled. It is deep
+// on purpose: while it has room, the client keeps reading from the broker,
+// and a broker that drops messages for a slow subscriber (mochi does once a
+// client's outbound queue is full) is never made to drop requests it has
+// already acknowledged to a device.
+const queueDepth = 16384
+
 // New checks cfg and returns a Server; Run connects it.
 func New(cfg Config) (*Server, error) {
 	switch {
@@ -123,7 +130,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, work: make(chan job, cfg.Workers), ready: make(chan struct{})}, nil
+	return &Server{cfg: cfg, log: cfg.Logger, work: make(chan job, queueDepth), ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the server has subscribed for the first time.
