@@ -26,8 +26,6 @@ const (
 	handshakeTimeout = 10 * time.Second
 	// kickTimeout bounds sending DISCONNECT to a client being dropped.
 	kickTimeout = 500 * time.Millisecond
-	// closeGrace bounds sending DISCONNECT to every client on Close.
-	closeGrace = time.Second
 )
 
 // Config configures a Broker.
@@ -215,6 +213,9 @@ func (b *Broker) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	// Tell every authenticated client, then close the listeners (which
+	// close whatever sockets remain).
+	b.kick(b.reg.all(), packets.ErrServerShuttingDown, "server shutting down")
 	if err := b.srv.Close(); err != nil {
 		return fmt.Errorf("broker: close: %w", err)
 	}

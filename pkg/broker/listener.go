@@ -146,8 +146,7 @@ func (l *tlsListener) isClosed() bool {
 	return l.closed
 }
 
-// Close stops accepting, lets mochi send DISCONNECT to its clients for up to
-// closeGrace, closes every remaining connection and waits for the
+// Close stops accepting, closes every connection and waits for the
 // connection goroutines to end.
 func (l *tlsListener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
@@ -169,12 +168,12 @@ func (l *tlsListener) Close(closeClients listeners.CloseFn) {
 			_ = c.NetConn().Close()
 		}
 	}
-	// Mochi sends DISCONNECT to one client after the other, and closing a
-	// TLS connection may wait 5 s to send close_notify to a peer that does
-	// not read: close the sockets of whoever is left after the grace time.
-	stop := time.AfterFunc(closeGrace, closeAll)
-	closeClients(l.id)
-	stop.Stop()
+	// Mochi's own way to close a listener's clients (closeClients) reads
+	// its client map under a read lock taken twice, which deadlocks when a
+	// client detaches at the same moment (mochi 2.7.9). Closing the sockets
+	// ends every client instead: each one's read fails and mochi detaches
+	// it. Devices see the connection close rather than a DISCONNECT.
+	_ = closeClients
 	closeAll()
 	if started {
 		<-l.served
