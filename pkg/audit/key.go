@@ -64,24 +64,12 @@ func writePublic(dir string, k *hybridsig.PrivateKey) error {
 // with [ErrNoKey] if there is none and refuses a key file that group or
 // others may read.
 func LoadKey(dir string) (*hybridsig.PrivateKey, error) {
-	path := filepath.Join(dir, KeyFile)
-	st, err := os.Stat(path)
+	k, err := hybridsig.ReadPrivateKeyFile(filepath.Join(dir, KeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s", ErrNoKey, dir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audit: key: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("audit: %s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("audit: key: %w", err)
-	}
-	k, err := hybridsig.ParsePrivateKeyPEM(b)
-	if err != nil {
-		return nil, fmt.Errorf("audit: %s: %w", path, err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	return k, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/pem"
 	"fmt"
+	"os"
 )
 
 // PEM block types.
@@ -71,4 +72,26 @@ func decodePEM(b []byte, typ string) ([]byte, error) {
 		return nil, fmt.Errorf("hybridsig: %w: data after the PEM block", ErrMalformed)
 	}
 	return block.Bytes, nil
+}
+
+// ReadPrivateKeyFile reads a private key file written with
+// [MarshalPrivateKeyPEM]. It refuses a file that group or others may read;
+// a missing file gives an error matching fs.ErrNotExist.
+func ReadPrivateKeyFile(path string) (*PrivateKey, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", path, perm)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := ParsePrivateKeyPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return k, nil
 }

@@ -63,24 +63,12 @@ func Init(dir, name string) (*Identity, error) {
 
 // Load reads the owner key of dir.
 func Load(dir, name string) (*Identity, error) {
-	path := filepath.Join(dir, KeyFile)
-	st, err := os.Stat(path)
+	k, err := hybridsig.ReadPrivateKeyFile(filepath.Join(dir, KeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w in %s", ErrNoKey, dir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("owner: %w", err)
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("owner: %s is readable by others (mode %v): chmod 600 it", path, st.Mode().Perm())
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("owner: %w", err)
-	}
-	k, err := hybridsig.ParsePrivateKeyPEM(b)
-	if err != nil {
-		return nil, fmt.Errorf("owner: %s: %w", path, err)
 	}
 	return &Identity{Name: name, Key: k}, nil
 }
